@@ -1,0 +1,42 @@
+"""chunkseg: segment images far larger than memory, chunk by chunk on Dask.
+
+The labels equal those of the whole-image scikit-image pipeline, and memory
+is bounded by the chunk, not the image.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._validate import InputError
+from .threshold import (
+    METHODS,
+    threshold,
+    threshold_isodata,
+    threshold_li,
+    threshold_local,
+    threshold_mean,
+    threshold_minimum,
+    threshold_multiotsu,
+    threshold_otsu,
+    threshold_triangle,
+    threshold_yen,
+)
+
+try:
+    __version__ = version("chunkseg")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "InputError",
+    "METHODS",
+    "threshold",
+    "threshold_isodata",
+    "threshold_li",
+    "threshold_local",
+    "threshold_mean",
+    "threshold_minimum",
+    "threshold_multiotsu",
+    "threshold_otsu",
+    "threshold_triangle",
+    "threshold_yen",
+]

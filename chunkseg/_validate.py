@@ -1,0 +1,35 @@
+"""Checks on input that run before any work starts, with one clear message each."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """Input chunkseg cannot work on; the message names the problem and the fix."""
+
+
+def check_image_array(shape, dtype, *, name: str = "image") -> None:
+    """Refuse empty arrays and dtypes that are not real numbers."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        raise InputError(
+            f"`{name}` has complex dtype {dtype}; segment a real-valued image "
+            "(e.g. numpy.abs(image) for a magnitude)"
+        )
+    if dtype.kind not in "biuf":
+        raise InputError(
+            f"`{name}` has dtype {dtype}, which is not numeric; convert it to an "
+            "integer or float dtype"
+        )
+    if len(shape) == 0:
+        raise InputError(f"`{name}` is a 0-d scalar; give a 2D or 3D image")
+    if any(int(s) == 0 for s in shape):
+        raise InputError(f"`{name}` is empty (shape {tuple(shape)}); give a non-empty image")
+
+
+def check_numeric_for_threshold(dtype, *, name: str = "image") -> None:
+    if np.dtype(dtype).kind == "b":
+        raise InputError(
+            f"`{name}` is boolean, so it is already a mask; threshold an intensity image"
+        )
