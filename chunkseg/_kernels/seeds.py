@@ -1,0 +1,196 @@
+"""Seeds as ``skimage.feature.peak_local_max(distance, exclude_border=False)`` finds them.
+
+scikit-image keeps the local maxima of the distance map (a maximum filter
+with an all-ones footprint, values above the global minimum, which is 0
+wherever the image has background), then walks them by decreasing distance
+(ties in raster order) and rejects any within Chebyshev distance
+``< min_distance`` of one already kept. That walk is global: a chain of
+rejections can cross chunk cuts. A block settles every candidate whose chain
+of stronger neighbours stays inside the region where it knows the candidates
+for sure ("closed"); the others are sent, with the kept seeds around them, to
+:func:`settle_undecided`, one small global step.
+
+Candidates are identified by their flat index in the whole image; the
+priority of a candidate is ``(-level, flat index)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.ndimage as ndi
+from scipy.spatial import cKDTree
+
+from . import distance as _dist
+
+
+def _global_flat(local_coords: np.ndarray, start, image_shape) -> np.ndarray:
+    coords = local_coords + np.asarray(start, dtype=np.int64)
+    return np.ravel_multi_index(tuple(coords.T), image_shape).astype(np.int64)
+
+
+def _priority_order(level: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    return np.lexsort((flat, -level))
+
+
+def _close_pairs(coords: np.ndarray, min_distance: int) -> np.ndarray:
+    """Index pairs of points whose Chebyshev distance is below ``min_distance``."""
+    if min_distance <= 1 or len(coords) < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    tree = cKDTree(coords)
+    return tree.query_pairs(r=min_distance - 0.5, p=np.inf, output_type="ndarray")
+
+
+def _stronger_neighbours(pairs: np.ndarray, rank: np.ndarray, n: int) -> list[list[int]]:
+    """For each point, the indices of its close points of higher priority."""
+    out: list[list[int]] = [[] for _ in range(n)]
+    for i, j in pairs.tolist():
+        if rank[i] < rank[j]:
+            out[j].append(i)
+        else:
+            out[i].append(j)
+    return out
+
+
+def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
+               footprint: int, sampling=None) -> dict:
+    """Seeds of one chunk, from its block padded with a halo.
+
+    Parameters
+    ----------
+    mask : bool array
+        The foreground of the padded block.
+    start : tuple of int
+        Global index of the padded block's first pixel.
+    image_shape : tuple of int
+    core : tuple of slice
+        The chunk itself, within the padded block.
+
+    Returns
+    -------
+    dict with ``ok`` (every core pixel's candidate status is proven; else
+    retry with a larger halo), ``max_level`` over the core, the kept
+    ``seeds`` (flat indices, sorted) with their ``seed_level``, the
+    ``undecided`` core candidates and the kept ``border`` seeds that the
+    global step needs, each with its level.
+    """
+    ndim = mask.ndim
+    cuts = [
+        (start[a] > 0, start[a] + mask.shape[a] < image_shape[a]) for a in range(ndim)
+    ]
+    lv = _dist.levels(mask, sampling)
+    proven = _dist.proven(lv, cuts, sampling)
+    radius = footprint // 2
+    # The candidate status of a pixel is known when its whole footprint window
+    # has exact distances and does not reach across a cut.
+    unknown = ~proven
+    if footprint > 1:
+        unknown = ndi.maximum_filter(unknown, size=footprint, mode="constant", cval=False)
+    unknown |= _dist.edge_band(mask.shape, cuts, max(radius, 1))
+    known = ~unknown
+
+    core_known = known[core]
+    ok = bool(core_known.all())
+    core_mask = mask[core]
+    max_level = float(lv[core][core_mask].max()) if core_mask.any() and ok else 0.0
+    empty = np.empty(0, dtype=np.int64)
+    result = {"ok": ok, "max_level": max_level}
+    if not ok:
+        return result
+
+    finite = np.where(np.isfinite(lv), lv, 0.0)
+    if footprint > 1:
+        local_max = finite == ndi.maximum_filter(finite, size=footprint, mode="nearest")
+    else:
+        local_max = np.ones(mask.shape, dtype=bool)
+    candidates = known & mask & (finite > 0) & local_max
+    coords = np.argwhere(candidates)
+    level = finite[candidates]
+    flat = _global_flat(coords, start, image_shape)
+    order = _priority_order(level, flat)
+    coords, level, flat = coords[order], level[order], flat[order]
+    n = len(flat)
+
+    # A candidate is closed when every pixel within min_distance - 1 of it is
+    # known, and so are (recursively) its stronger close neighbours.
+    reach = 2 * (min_distance - 1) + 1
+    ball_known = ~ndi.maximum_filter(unknown, size=reach, mode="constant", cval=False) \
+        if reach > 1 else known
+    ball_ok = ball_known[tuple(coords.T)] if n else np.zeros(0, dtype=bool)
+    rank = np.arange(n)
+    stronger = _stronger_neighbours(_close_pairs(coords, min_distance), rank, n)
+    closed = np.zeros(n, dtype=bool)
+    kept = np.zeros(n, dtype=bool)
+    for i in range(n):
+        nb = stronger[i]
+        closed[i] = ball_ok[i] and all(closed[j] for j in nb)
+        kept[i] = not any(kept[j] for j in nb)
+
+    in_core = np.ones(n, dtype=bool)
+    for a, sl in enumerate(core):
+        in_core &= (coords[:, a] >= sl.start) & (coords[:, a] < sl.stop)
+    decided_kept = in_core & closed & kept
+    undecided = in_core & ~closed
+
+    # Kept seeds the global step needs: those close to an undecided candidate
+    # of this chunk, or close to a cut (an undecided candidate of a
+    # neighbouring chunk may lie across it).
+    near = np.zeros(n, dtype=bool)
+    if min_distance > 1:
+        for a, sl in enumerate(core):
+            lo_cut, hi_cut = cuts[a][0] or sl.start > 0, cuts[a][1] or sl.stop < mask.shape[a]
+            if lo_cut:
+                near |= coords[:, a] < sl.start + min_distance - 1
+            if hi_cut:
+                near |= coords[:, a] >= sl.stop - (min_distance - 1)
+        if undecided.any() and decided_kept.any():
+            tree = cKDTree(coords[undecided])
+            dist, _ = tree.query(coords[decided_kept], p=np.inf,
+                                 distance_upper_bound=min_distance - 0.5)
+            near_und = np.zeros(n, dtype=bool)
+            near_und[np.flatnonzero(decided_kept)[np.isfinite(dist)]] = True
+            near |= near_und
+    border = decided_kept & near
+
+    seed_order = np.argsort(flat[decided_kept])
+    result.update(
+        seeds=flat[decided_kept][seed_order],
+        seed_level=level[decided_kept][seed_order],
+        undecided=flat[undecided] if undecided.any() else empty,
+        undecided_level=level[undecided] if undecided.any() else np.empty(0),
+        border=flat[border] if border.any() else empty,
+        border_level=level[border] if border.any() else np.empty(0),
+    )
+    return result
+
+
+def settle_undecided(undecided, undecided_level, border, border_level, *,
+                     image_shape, min_distance: int) -> np.ndarray:
+    """Decide the candidates no chunk could settle alone; returns the kept ones.
+
+    Walks ``undecided`` in priority order, rejecting each that lies within
+    Chebyshev ``< min_distance`` of a stronger kept seed (a settled ``border``
+    seed, or an undecided one kept earlier in the walk).
+    """
+    undecided = np.asarray(undecided, dtype=np.int64)
+    if len(undecided) == 0:
+        return undecided
+    if min_distance <= 1:
+        return np.sort(undecided)
+    order = _priority_order(np.asarray(undecided_level), undecided)
+    undecided, undecided_level = undecided[order], np.asarray(undecided_level)[order]
+    border = np.asarray(border, dtype=np.int64)
+    border_level = np.asarray(border_level)
+    flat = np.concatenate([border, undecided])
+    level = np.concatenate([border_level, undecided_level])
+    coords = np.stack(np.unravel_index(flat, image_shape), axis=1)
+    # rank in the global priority order: lower is stronger
+    rank = np.empty(len(flat), dtype=np.int64)
+    rank[_priority_order(level, flat)] = np.arange(len(flat))
+    stronger = _stronger_neighbours(_close_pairs(coords, min_distance), rank, len(flat))
+    kept = np.zeros(len(flat), dtype=bool)
+    kept[: len(border)] = True
+    nb_border = len(border)
+    for k in range(len(undecided)):
+        i = nb_border + k
+        kept[i] = not any(kept[j] for j in stronger[i])
+    return np.sort(undecided[kept[nb_border:]])

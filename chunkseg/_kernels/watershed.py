@@ -1,0 +1,121 @@
+"""Seeded watershed of one block that equals the whole-image flooding.
+
+scikit-image floods ``-distance`` from the markers with a priority queue
+ordered by (value, age); markers all have age 0, so ties between markers are
+broken by heap layout, which depends on every marker in the image. Here the
+flooding key is the level (squared distance, exact integers on isotropic
+grids) negated, and marker ``j`` (in global-id order) gets a key strictly
+between its level and the next deeper one, so markers at equal levels pop by
+global id: the same in every block that sees them.
+
+The check ("taint"): foreground pixels on a cut of the block, and pixels
+whose distance the block cannot prove, become markers of an extra label that
+pops before every real marker of its level. If that label reaches the core
+(or the one-pixel ring around it), something outside the block could have
+changed the core, and the block is recomputed with a larger halo.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import skimage.segmentation
+
+from . import distance as _dist
+
+
+class HaloTooSmall(Exception):
+    """Raised inside a block when even the largest halo could not be proven."""
+
+
+def _crop_to_halo(shape, core, halo):
+    outer, inner = [], []
+    for n, sl in zip(shape, core):
+        lo = max(sl.start - halo, 0)
+        hi = min(sl.stop + halo, n)
+        outer.append(slice(lo, hi))
+        inner.append(slice(sl.start - lo, sl.stop - lo))
+    return tuple(outer), tuple(inner)
+
+
+def _flood_keys(lv: np.ndarray, sampling):
+    """Integer-spaced flooding levels: the squared distance, or ranks of distance."""
+    if _dist.is_isotropic(sampling):
+        return lv
+    finite = np.isfinite(lv)
+    ranks = np.zeros(lv.shape, dtype=np.float64)
+    values, inverse = np.unique(lv[finite], return_inverse=True)
+    ranks[finite] = inverse
+    ranks[~finite] = len(values)
+    return ranks
+
+
+def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampling=None):
+    """One attempt: labels of the core (uint64 global ids), or None if the check fails.
+
+    ``seed_coords`` are block-local coordinates of every seed inside the
+    block, ``seed_ids`` their global ids (any order).
+    """
+    ndim = mask.ndim
+    cuts = [(start[a] > 0, start[a] + mask.shape[a] < image_shape[a]) for a in range(ndim)]
+    lv = _dist.levels(mask, sampling)
+    proven = _dist.proven(lv, cuts, sampling)
+    # a block without background has no finite level; it is all taint below
+    level = _flood_keys(np.where(np.isfinite(lv), lv, 0.0), sampling)
+
+    order = np.argsort(seed_ids, kind="stable")
+    seed_coords = np.asarray(seed_coords, dtype=np.int64).reshape(-1, ndim)[order]
+    seed_ids = np.asarray(seed_ids, dtype=np.uint64)[order]
+    m = len(seed_ids)
+    taint_id = m + 1
+    markers = np.zeros(mask.shape, dtype=np.int32)
+    key = -level
+    if m:
+        idx = tuple(seed_coords.T)
+        markers[idx] = np.arange(1, m + 1, dtype=np.int32)
+        key[idx] = -level[idx] - 1.0 + np.arange(1, m + 1) / (m + 2.0)
+    taint = mask & (~proven | _dist.edge_band(mask.shape, cuts, 1))
+    markers[taint] = taint_id
+    key[taint] = -level[taint] - 1.0 + 0.5 / (m + 2.0)
+
+    local = skimage.segmentation.watershed(key, markers, mask=mask)
+
+    ring = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in core)
+    if (local[ring] == taint_id).any():
+        return None
+    lut = np.zeros(m + 2, dtype=np.uint64)
+    lut[1 : m + 1] = seed_ids
+    return lut[local[core]]
+
+
+def watershed_block(mask, *, start, image_shape, core, halo: int, seeds_flat, seeds_id,
+                    sampling=None, block_index=()):
+    """Labels of one chunk, trying ``halo`` first and the whole padded block second.
+
+    ``mask`` is the chunk padded by up to ``2 * halo``; ``seeds_flat`` and
+    ``seeds_id`` list the seeds (global flat index, global id) that may lie in it.
+    """
+    image_shape = tuple(image_shape)
+    seeds_flat = np.asarray(seeds_flat, dtype=np.int64)
+    seeds_id = np.asarray(seeds_id, dtype=np.uint64)
+    all_coords = np.stack(np.unravel_index(seeds_flat, image_shape), axis=1) if len(seeds_flat) \
+        else np.empty((0, mask.ndim), dtype=np.int64)
+    full_halo = max(sl.start for sl in core) if core else 0
+    full_halo = max([full_halo] + [mask.shape[a] - sl.stop for a, sl in enumerate(core)])
+    attempts = [halo] if halo >= full_halo else [halo, full_halo]
+    for h in attempts:
+        outer, inner = _crop_to_halo(mask.shape, core, h)
+        sub = mask[outer]
+        sub_start = tuple(int(s) + o.start for s, o in zip(start, outer))
+        local = all_coords - np.asarray(sub_start, dtype=np.int64)
+        inside = np.all((local >= 0) & (local < np.asarray(sub.shape)), axis=1)
+        result = flood_block(
+            sub, start=sub_start, image_shape=image_shape, core=inner,
+            seed_coords=local[inside], seed_ids=seeds_id[inside], sampling=sampling,
+        )
+        if result is not None:
+            return result
+    raise HaloTooSmall(
+        f"chunk {tuple(block_index)}: the watershed could not be proven with a halo of "
+        f"{attempts[-1]} px; objects here reach farther. Rerun with halo={4 * max(attempts[-1], 1)} "
+        f"(--halo {4 * max(attempts[-1], 1)}) or larger chunks"
+    )

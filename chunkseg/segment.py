@@ -1,0 +1,480 @@
+"""The Dask graphs of the nuclei pipeline: seeds pass, watershed pass.
+
+Data flow (see DESIGN.md): mask = image > t (lazy) -> pass 1, per chunk plus
+halo h: distance, seed candidates, spacing settled where provable -> one
+small global step for the undecided candidates -> global ids 1..N in raster
+order -> pass 2, per chunk plus halo H: distance, seeded watershed with the
+seeds of the neighbourhood and the taint check -> labels.
+
+Pass 1 is computed when :func:`find_seeds` is called (its result is small:
+one row per seed); pass 2 is a lazy dask array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import dask
+import dask.array as da
+import numpy as np
+import scipy.ndimage as ndi
+
+from . import _graph
+from ._kernels import distance as _dist
+from ._kernels import seeds as _seeds
+from ._kernels import watershed as _ws
+from ._validate import InputError, check_image_array
+from .threshold import METHODS, image_range, threshold as _global_threshold
+
+__all__ = [
+    "Seeds",
+    "HaloTooSmallError",
+    "distance_transform_edt",
+    "find_seeds",
+    "watershed",
+    "segment",
+    "foreground",
+    "label_dtype",
+]
+
+log = logging.getLogger(__name__)
+
+
+class HaloTooSmallError(ValueError):
+    """The objects in the data reach farther than the halo allows."""
+
+
+def label_dtype(n: int) -> np.dtype:
+    """The smallest unsigned dtype of at least 32 bits that holds labels 0..n."""
+    return np.dtype(np.uint32) if n < 2**32 else np.dtype(np.uint64)
+
+
+def _check_positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"`{name}` must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_sampling(sampling, ndim: int):
+    if sampling is None:
+        return None
+    sampling = tuple(float(s) for s in np.broadcast_to(np.asarray(sampling, dtype=float), (ndim,)))
+    if not all(s > 0 and math.isfinite(s) for s in sampling):
+        raise InputError(f"`sampling` must be positive and finite, got {sampling}")
+    return None if _dist.is_isotropic(sampling) else sampling
+
+
+def _halo_pixels(distance: float, sampling, ndim: int) -> tuple[int, ...]:
+    """A physical reach in pixels per axis."""
+    s = sampling or (1.0,) * ndim
+    return tuple(int(math.ceil(distance / si - 1e-9)) for si in s)
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+@dataclasses.dataclass
+class Seeds:
+    """The seeds of the whole image, as ``peak_local_max`` finds them.
+
+    Attributes
+    ----------
+    flat : (N,) int64 array
+        Flat index of each seed in the image, in raster order; seed ``i`` has
+        label ``i + 1``.
+    shape : tuple
+        The image shape.
+    chunks : tuple of tuples
+        The processing chunks of pass 1.
+    max_distance : float
+        The largest distance to background in the image (physical units).
+    halo : tuple of int
+        The halo pass 1 needed (largest over chunks).
+    undecided : int
+        Candidates settled by the global step.
+    per_chunk : list of (int, int)
+        ``[start, stop)`` into ``flat`` of the seeds of each chunk (C order).
+    """
+
+    flat: np.ndarray
+    shape: tuple
+    chunks: tuple
+    max_distance: float
+    halo: tuple
+    undecided: int
+    foreground: int
+
+    @property
+    def count(self) -> int:
+        return int(len(self.flat))
+
+    @property
+    def coords(self) -> np.ndarray:
+        """(N, ndim) coordinates in raster order (row ``i`` has label ``i + 1``)."""
+        if not len(self.flat):
+            return np.empty((0, len(self.shape)), dtype=np.int64)
+        return np.stack(np.unravel_index(self.flat, self.shape), axis=1).astype(np.int64)
+
+
+def _seed_tasks(mask: da.Array, indices, halo, min_distance, footprint, sampling):
+    blocks = mask.to_delayed()
+    tasks = []
+    for index in indices:
+        padded, region, inner = _graph.padded_block(mask, index, halo, blocks)
+        tasks.append(dask.delayed(_seeds.seed_block, pure=True)(
+            padded, start=tuple(r.start for r in region), image_shape=mask.shape, core=inner,
+            min_distance=min_distance, footprint=footprint, sampling=sampling,
+        ))
+    return tasks
+
+
+def _chunk_of(flat: np.ndarray, shape, chunks) -> np.ndarray:
+    """C-order block number of the chunk holding each flat index."""
+    coords = np.unravel_index(flat, shape)
+    nblocks = tuple(len(c) for c in chunks)
+    bidx = []
+    for axis, c in enumerate(coords):
+        stops = np.cumsum(chunks[axis])
+        bidx.append(np.searchsorted(stops, c, side="right"))
+    return np.ravel_multi_index(tuple(bidx), nblocks)
+
+
+def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=None,
+               halo="auto", max_halo: int | None = None) -> Seeds:
+    """Seeds of a chunked foreground mask, equal to the whole-image ``peak_local_max``.
+
+    The seeds are those of ``skimage.feature.peak_local_max(distance,
+    min_distance=min_distance, footprint=np.ones((footprint,) * ndim),
+    exclude_border=False)`` with ``distance =
+    scipy.ndimage.distance_transform_edt(mask, sampling=sampling)``.
+
+    Parameters
+    ----------
+    mask : (M, N[, P]) bool dask array
+    min_distance, footprint : int
+    sampling : sequence of float, optional
+        Voxel spacing per axis.
+    halo : "auto" or int
+        Pass-1 halo in pixels. ``"auto"`` starts small and doubles it for the
+        chunks whose distances or candidates it cannot prove; an int is used
+        as is, and a chunk it cannot prove is an error naming the chunk.
+
+    Returns
+    -------
+    Seeds
+        Computed now (one barrier): flat indices in raster order, the
+        maximum distance, and what the halo needed.
+
+    Notes
+    -----
+    A distance computed in a padded block is exact wherever it does not
+    exceed the distance to the nearest cut; a candidate is known when its
+    footprint window is exact; a candidate's keep/reject is settled in its
+    block when every stronger candidate within ``min_distance`` is known,
+    recursively. The few that are not go to one global step.
+    """
+    mask = _graph.as_dask(mask)
+    if mask.dtype != bool:
+        raise InputError(f"`mask` must be boolean, got dtype {mask.dtype}")
+    min_distance = _check_positive("min_distance", min_distance)
+    footprint = _check_positive("footprint", footprint)
+    sampling = _check_sampling(sampling, mask.ndim)
+    fixed = halo != "auto"
+    if fixed:
+        h = _check_positive("halo", halo)
+    else:
+        h = max(footprint // 2 + min_distance + 2, 16)
+    limit = max_halo or max(mask.shape)
+
+    nblocks = mask.numblocks
+    all_indices = list(np.ndindex(*nblocks))
+    results: dict[tuple, dict] = {}
+    needed = {idx: h for idx in all_indices}
+    pending = all_indices
+    while pending:
+        hh = needed[pending[0]]
+        tasks = _seed_tasks(mask, pending, (hh,) * mask.ndim, min_distance, footprint, sampling)
+        out = dask.compute(*tasks)
+        failed = []
+        for idx, res in zip(pending, out):
+            if res["ok"]:
+                results[idx] = res
+            else:
+                failed.append(idx)
+        if not failed:
+            break
+        if fixed or hh >= limit:
+            raise HaloTooSmallError(
+                f"seeds of chunk{'s' if len(failed) > 1 else ''} "
+                f"{', '.join(str(f) for f in failed[:5])}{' ...' if len(failed) > 5 else ''} "
+                f"cannot be proven with a halo of {hh} px; objects are wider than that: "
+                f"use halo={2 * hh} (--halo {2 * hh}) or halo='auto'"
+            )
+        log.info("seeds: %d chunk(s) need a halo above %d px; retrying with %d",
+                 len(failed), hh, 2 * hh)
+        for idx in failed:
+            needed[idx] = 2 * hh
+        pending = failed
+
+    ordered = [results[idx] for idx in all_indices]
+    undecided = [r["undecided"] for r in ordered]
+    n_undecided = int(sum(len(u) for u in undecided))
+    kept_undecided = np.empty(0, dtype=np.int64)
+    if n_undecided:
+        kept_undecided = _seeds.settle_undecided(
+            np.concatenate(undecided),
+            np.concatenate([r["undecided_level"] for r in ordered]),
+            np.concatenate([r["border"] for r in ordered]),
+            np.concatenate([r["border_level"] for r in ordered]),
+            image_shape=mask.shape, min_distance=min_distance,
+        )
+    flat = np.sort(np.concatenate([r["seeds"] for r in ordered] + [kept_undecided]))
+    max_level = max((r["max_level"] for r in ordered), default=0.0)
+    max_distance = float(_dist.distance_from_levels(np.float64(max_level), sampling))
+    log.info("seeds: %d (%d settled globally), max distance %.3g, halo %d",
+             len(flat), len(kept_undecided), max_distance, max(needed.values()))
+    return Seeds(
+        flat=flat.astype(np.int64), shape=tuple(mask.shape), chunks=mask.chunks,
+        max_distance=max_distance, halo=(max(needed.values()),) * mask.ndim,
+        undecided=n_undecided, foreground=-1,
+    )
+
+
+# --------------------------------------------------------------------------- watershed
+
+
+def watershed_halo(max_distance: float, min_distance: int, sampling, ndim: int) -> tuple[int, ...]:
+    """Pass-2 halo per axis: ``2 * ceil(max distance) + min_distance + 2`` pixels."""
+    reach = _halo_pixels(2 * max_distance, sampling, ndim)
+    return tuple(r + min_distance + 2 for r in reach)
+
+
+def _watershed_task(mask, seed_groups, *, halo, **kwargs):
+    flats = [g[0] for g in seed_groups]
+    ids = [g[1] for g in seed_groups]
+    flat = np.concatenate(flats) if flats else np.empty(0, dtype=np.int64)
+    idv = np.concatenate(ids) if ids else np.empty(0, dtype=np.uint64)
+    try:
+        return _ws.watershed_block(mask, seeds_flat=flat, seeds_id=idv, halo=halo, **kwargs)
+    except _ws.HaloTooSmall as exc:
+        raise HaloTooSmallError(str(exc)) from None
+
+
+def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: int = 10) -> da.Array:
+    """Lazy seeded watershed of ``-distance`` inside ``mask``, flooded from ``seeds``.
+
+    Equals ``skimage.segmentation.watershed(-distance, markers, mask=mask)``
+    on the whole image, where ``markers`` numbers the seeds 1..N in raster
+    order, up to flooding ties between markers at equal distance (scikit-image
+    breaks those by heap layout; here the lower label wins). The result is
+    identical for every chunking.
+
+    Parameters
+    ----------
+    mask : (M, N[, P]) bool dask array
+    seeds : Seeds
+        From :func:`find_seeds` on the same mask.
+    halo : "auto" or int
+        ``"auto"``: ``2 * ceil(max distance) + min_distance + 2`` pixels per
+        axis; each chunk is checked at this halo and, failing that, at twice
+        it. A chunk that fails both raises :class:`HaloTooSmallError` naming
+        the chunk and a halo that would do.
+
+    Returns
+    -------
+    labels : dask array of uint64
+    """
+    mask = _graph.as_dask(mask)
+    if tuple(mask.shape) != tuple(seeds.shape):
+        raise InputError(
+            f"`mask` (shape {mask.shape}) must have the shape of the seeds' image (shape {seeds.shape})"
+        )
+    sampling = _check_sampling(sampling, mask.ndim)
+    if halo == "auto":
+        hs = watershed_halo(seeds.max_distance, min_distance, sampling, mask.ndim)
+    else:
+        hs = (_check_positive("halo", halo),) * mask.ndim
+    outer = tuple(2 * h for h in hs)
+
+    # Seeds grouped by chunk of the mask's grid, each group one delayed literal.
+    n = seeds.count
+    ids = np.arange(1, n + 1, dtype=np.uint64)
+    owner = _chunk_of(seeds.flat, mask.shape, mask.chunks) if n else np.empty(0, dtype=np.int64)
+    nblocks = mask.numblocks
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(int(np.prod(nblocks)) + 1))
+    groups = {}
+    for b, idx in enumerate(np.ndindex(*nblocks)):
+        sel = order[bounds[b]:bounds[b + 1]]
+        if len(sel):
+            groups[idx] = dask.delayed((seeds.flat[sel], ids[sel]), pure=True)
+    origins = _graph.block_origins(mask.chunks)
+    stops = [o + np.asarray(c) for o, c in zip(origins, mask.chunks)]
+
+    blocks = mask.to_delayed()
+    rows = np.empty(nblocks, dtype=object)
+    for idx in np.ndindex(*nblocks):
+        padded, region, inner = _graph.padded_block(mask, idx, outer, blocks)
+        near = []
+        ranges = [
+            range(int(np.searchsorted(stops[a], region[a].start, side="right")),
+                  int(np.searchsorted(origins[a], region[a].stop, side="left")))
+            for a in range(mask.ndim)
+        ]
+        for nb in np.ndindex(*[len(r) for r in ranges]):
+            key = tuple(r[k] for r, k in zip(ranges, nb))
+            if key in groups:
+                near.append(groups[key])
+        task = dask.delayed(_watershed_task, pure=True)(
+            padded, near, halo=max(hs), start=tuple(r.start for r in region),
+            image_shape=mask.shape, core=inner, sampling=sampling, block_index=idx,
+        )
+        shape = tuple(s.stop - s.start for s in inner)
+        rows[idx] = da.from_delayed(task, shape=shape, dtype=np.uint64,
+                                    meta=np.empty((0,) * mask.ndim, dtype=np.uint64))
+    return da.block(rows.tolist())
+
+
+# --------------------------------------------------------------------------- distance
+
+
+def _distance_task(mask, *, start, image_shape, core, sampling, block_index):
+    cuts = [(start[a] > 0, start[a] + mask.shape[a] < image_shape[a]) for a in range(mask.ndim)]
+    lv = _dist.levels(mask, sampling)
+    ok = _dist.proven(lv, cuts, sampling)[core]
+    if not ok.all():
+        raise HaloTooSmallError(
+            f"chunk {block_index}: distances reach beyond the halo; pass a larger halo"
+        )
+    return _dist.distance_from_levels(lv[core], sampling)
+
+
+def distance_transform_edt(mask, *, sampling=None, halo: int = 64) -> da.Array:
+    """Chunked ``scipy.ndimage.distance_transform_edt(mask, sampling=sampling)``.
+
+    Lazy; each chunk is computed with ``halo`` pixels around it and checked:
+    a value is exact where it does not exceed the distance to the nearest
+    cut, and a chunk with any unproven value raises
+    :class:`HaloTooSmallError` (the halo must exceed the largest distance).
+    Bit-identical to scipy on isotropic grids.
+    """
+    mask = _graph.as_dask(mask)
+    if mask.dtype != bool:
+        mask = mask.astype(bool)
+    sampling = _check_sampling(sampling, mask.ndim)
+    halo = _check_positive("halo", halo)
+    blocks = mask.to_delayed()
+    rows = np.empty(mask.numblocks, dtype=object)
+    for idx in np.ndindex(*mask.numblocks):
+        padded, region, inner = _graph.padded_block(mask, idx, (halo,) * mask.ndim, blocks)
+        task = dask.delayed(_distance_task, pure=True)(
+            padded, start=tuple(r.start for r in region), image_shape=mask.shape, core=inner,
+            sampling=sampling, block_index=idx,
+        )
+        shape = tuple(s.stop - s.start for s in inner)
+        rows[idx] = da.from_delayed(task, shape=shape, dtype=np.float64,
+                                    meta=np.empty((0,) * mask.ndim, dtype=np.float64))
+    return da.block(rows.tolist())
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def _gaussian_block(block, *, sigma):
+    return ndi.gaussian_filter(block.astype(np.float64), sigma, mode="nearest")
+
+
+def smooth_gaussian(image, sigma) -> da.Array:
+    """Chunked ``scipy.ndimage.gaussian_filter(image.astype(float64), sigma, mode="nearest")``."""
+    x = _graph.as_dask(image)
+    sig = tuple(float(s) for s in np.broadcast_to(np.asarray(sigma, dtype=float), (x.ndim,)))
+    if not all(s >= 0 and math.isfinite(s) for s in sig):
+        raise InputError(f"`smooth` must be a non-negative Gaussian sigma, got {sigma!r}")
+    depth = tuple(int(4.0 * s + 0.5) for s in sig)
+    x = _graph.rechunk_for_depth(x, depth)
+    return x.map_overlap(functools.partial(_gaussian_block, sigma=sig), depth=depth,
+                         boundary="none", dtype=np.float64,
+                         meta=np.empty((0,) * x.ndim, dtype=np.float64))
+
+
+def resolve_threshold(image: da.Array, threshold) -> float:
+    """A threshold value from a method name, a number, or a callable."""
+    if isinstance(threshold, str):
+        if threshold not in METHODS:
+            raise InputError(
+                f"unknown threshold method {threshold!r}; choose one of {', '.join(METHODS)} "
+                "or give a number"
+            )
+        if threshold == "multiotsu":
+            raise InputError("multiotsu gives several thresholds; use it for class maps, not masks")
+        return _global_threshold(image, threshold)
+    if callable(threshold):
+        return threshold(image)
+    if isinstance(threshold, (int, float, np.number)) and not isinstance(threshold, bool):
+        if not math.isfinite(float(threshold)):
+            raise InputError(f"`threshold` must be finite, got {threshold!r}")
+        return threshold
+    raise InputError(f"`threshold` must be a method name, a number or a callable, got {threshold!r}")
+
+
+def foreground(image, threshold="otsu", *, smooth=None):
+    """``(mask, t)``: the lazy mask ``image > t`` (after optional smoothing) and t."""
+    x = _graph.as_dask(image)
+    check_image_array(x.shape, x.dtype)
+    if x.ndim not in (2, 3):
+        raise InputError(f"image is {x.ndim}-D; chunkseg segments 2D and 3D images")
+    if x.dtype.kind == "f":
+        image_range(x)  # refuses NaN/inf with their count and location
+    if smooth is not None:
+        x = smooth_gaussian(x, smooth)
+    t = resolve_threshold(x, threshold)
+    return x > t, t
+
+
+def segment(image, *, method: str = "watershed", threshold="otsu", min_distance: int = 10,
+            footprint: int = 3, sampling=None, halo="auto", smooth=None) -> da.Array:
+    """Segment nuclei chunk by chunk; labels equal the whole-image pipeline's.
+
+    The pipeline is ``mask = image > t``; ``distance =
+    scipy.ndimage.distance_transform_edt(mask, sampling)``; seeds from
+    ``peak_local_max(distance, min_distance, footprint=np.ones((footprint,) *
+    ndim), exclude_border=False)`` numbered 1..N in raster order;
+    ``skimage.segmentation.watershed(-distance, seeds, mask=mask)``.
+
+    Parameters
+    ----------
+    image : (M, N[, P]) dask or numpy array
+    method : {"watershed"}
+    threshold : str, number or callable
+        A method of :data:`chunkseg.METHODS` (computed globally), a value, or
+        a function of the (dask) image returning a value.
+    min_distance, footprint : int
+    sampling : sequence of float, optional
+        Voxel spacing (anisotropic stacks).
+    halo : "auto" or int
+    smooth : float or sequence, optional
+        Gaussian sigma applied before thresholding.
+
+    Returns
+    -------
+    labels : lazy dask array, uint32 (uint64 when N >= 2**32)
+        Seeds are found (and the threshold computed) when this is called;
+        the watershed runs when the result is computed.
+    """
+    if method != "watershed":
+        raise InputError(f"unknown method {method!r}; choose 'watershed'")
+    min_distance = _check_positive("min_distance", min_distance)
+    footprint = _check_positive("footprint", footprint)
+    mask, _ = foreground(image, threshold, smooth=smooth)
+    seeds = find_seeds(mask, min_distance=min_distance, footprint=footprint,
+                       sampling=sampling, halo=halo)
+    if seeds.count == 0:
+        warnings.warn("no seeds: the threshold leaves no foreground; the labels are empty",
+                      stacklevel=2)
+    labels = watershed(mask, seeds, sampling=sampling, halo=halo, min_distance=min_distance)
+    return labels.astype(label_dtype(seeds.count))
