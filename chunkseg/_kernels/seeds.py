@@ -5,10 +5,11 @@ with an all-ones footprint, values above the global minimum, which is 0
 wherever the image has background), then walks them by decreasing distance
 (ties in raster order) and rejects any within Chebyshev distance
 ``< min_distance`` of one already kept. That walk is global: a chain of
-rejections can cross chunk cuts. A block settles every candidate whose chain
-of stronger neighbours stays inside the region where it knows the candidates
-for sure ("closed"); the others are sent, with the kept seeds around them, to
-:func:`settle_undecided`, one small global step.
+rejections can cross chunk cuts. A block walks its candidates in the same
+order with three values: a candidate is surely rejected once a surely kept
+stronger one is close, surely kept once everything within reach is known
+and rejected; the rest (near cuts, a few per chunk) are sent, with the kept
+seeds around them, to :func:`settle_undecided`, one small global step.
 
 Candidates are identified by their flat index in the whole image; the
 priority of a candidate is ``(-level, flat index)``.
@@ -16,11 +17,16 @@ priority of a candidate is ``(-level, flat index)``.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.ndimage as ndi
 from scipy.spatial import cKDTree
 
 from . import distance as _dist
+
+
+_UNDECIDED, _KEPT, _REJECTED = 0, 1, 2
+_UNDECIDED_MARK = 3  # in the status image, where 0 means "no candidate walked here"
 
 
 def _global_flat(local_coords: np.ndarray, start, image_shape) -> np.ndarray:
@@ -49,6 +55,63 @@ def _stronger_neighbours(pairs: np.ndarray, rank: np.ndarray, n: int) -> list[li
         else:
             out[i].append(j)
     return out
+
+
+@numba.njit(cache=True)
+def _walk(coords, ball_ok, shape, radius):
+    """The three-valued greedy walk over candidates sorted strongest first.
+
+    Scans the Chebyshev ball of ``radius`` around each candidate in a status
+    image, where only stronger (already walked) candidates are marked.
+    """
+    n, ndim = coords.shape
+    strides = np.ones(ndim, dtype=np.int64)
+    for a in range(ndim - 2, -1, -1):
+        strides[a] = strides[a + 1] * shape[a + 1]
+    size = 1
+    for a in range(ndim):
+        size *= shape[a]
+    marks = np.zeros(size, dtype=np.int8)
+    status = np.zeros(n, dtype=np.int8)
+    width = 2 * radius + 1
+    total = width**ndim
+    lo = np.empty(ndim, dtype=np.int64)
+    for i in range(n):
+        for a in range(ndim):
+            lo[a] = coords[i, a] - radius
+        any_kept = False
+        any_open = False
+        for k in range(total):
+            rem = k
+            flat = 0
+            inside = True
+            for a in range(ndim - 1, -1, -1):
+                c = lo[a] + rem % width
+                rem //= width
+                if c < 0 or c >= shape[a]:
+                    inside = False
+                    break
+                flat += c * strides[a]
+            if not inside:
+                continue
+            m = marks[flat]
+            if m == _KEPT:
+                any_kept = True
+                break
+            if m == _UNDECIDED_MARK:
+                any_open = True
+        if any_kept:
+            st = _REJECTED
+        elif ball_ok[i] and not any_open:
+            st = _KEPT
+        else:
+            st = _UNDECIDED
+        status[i] = st
+        flat = 0
+        for a in range(ndim):
+            flat += coords[i, a] * strides[a]
+        marks[flat] = _UNDECIDED_MARK if st == _UNDECIDED else st
+    return status
 
 
 def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
@@ -110,20 +173,18 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
     coords, level, flat = coords[order], level[order], flat[order]
     n = len(flat)
 
-    # A candidate is closed when every pixel within min_distance - 1 of it is
-    # known, and so are (recursively) its stronger close neighbours.
+    # Three-valued greedy walk. A candidate is surely rejected when a surely
+    # kept stronger candidate lies within min_distance; surely kept when every
+    # pixel within min_distance - 1 is known and every stronger candidate
+    # there is surely rejected; otherwise undecided (left to the global step).
     reach = 2 * (min_distance - 1) + 1
     ball_known = ~ndi.maximum_filter(unknown, size=reach, mode="constant", cval=False) \
         if reach > 1 else known
     ball_ok = ball_known[tuple(coords.T)] if n else np.zeros(0, dtype=bool)
-    rank = np.arange(n)
-    stronger = _stronger_neighbours(_close_pairs(coords, min_distance), rank, n)
-    closed = np.zeros(n, dtype=bool)
-    kept = np.zeros(n, dtype=bool)
-    for i in range(n):
-        nb = stronger[i]
-        closed[i] = ball_ok[i] and all(closed[j] for j in nb)
-        kept[i] = not any(kept[j] for j in nb)
+    status = _walk(coords.astype(np.int64), ball_ok, np.asarray(mask.shape, dtype=np.int64),
+                   min_distance - 1)
+    kept = status == _KEPT
+    closed = status != _UNDECIDED
 
     in_core = np.ones(n, dtype=bool)
     for a, sl in enumerate(core):

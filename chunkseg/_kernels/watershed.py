@@ -4,23 +4,23 @@ scikit-image floods ``-distance`` from the markers with a priority queue
 ordered by (value, age); markers all have age 0, so ties between markers are
 broken by heap layout, which depends on every marker in the image. Here the
 flooding key is the level (squared distance, exact integers on isotropic
-grids) negated, and marker ``j`` (in global-id order) gets a key strictly
-between its level and the next deeper one, so markers at equal levels pop by
-global id: the same in every block that sees them.
+grids; ranks of the distance otherwise) negated, which orders pixels exactly
+as ``-distance`` does, and markers are queued in global-id order
+(:mod:`chunkseg._kernels.flood`): the same in every block that sees them.
 
 The check ("taint"): foreground pixels on a cut of the block, and pixels
 whose distance the block cannot prove, become markers of an extra label that
-pops before every real marker of its level. If that label reaches the core
-(or the one-pixel ring around it), something outside the block could have
-changed the core, and the block is recomputed with a larger halo.
+is queued before every real marker, so it wins every tie. If that label
+reaches the core (or the one-pixel ring around it), something outside the
+block could have changed the core, and the block is recomputed with a larger
+halo.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import skimage.segmentation
-
 from . import distance as _dist
+from . import flood as _flood
 
 
 class HaloTooSmall(Exception):
@@ -68,16 +68,14 @@ def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampli
     m = len(seed_ids)
     taint_id = m + 1
     markers = np.zeros(mask.shape, dtype=np.int32)
-    key = -level
-    if m:
-        idx = tuple(seed_coords.T)
-        markers[idx] = np.arange(1, m + 1, dtype=np.int32)
-        key[idx] = -level[idx] - 1.0 + np.arange(1, m + 1) / (m + 2.0)
+    seed_flat = np.ravel_multi_index(tuple(seed_coords.T), mask.shape) if m else np.empty(0, np.int64)
+    markers.flat[seed_flat] = np.arange(1, m + 1, dtype=np.int32)
     taint = mask & (~proven | _dist.edge_band(mask.shape, cuts, 1))
     markers[taint] = taint_id
-    key[taint] = -level[taint] - 1.0 + 0.5 / (m + 2.0)
-
-    local = skimage.segmentation.watershed(key, markers, mask=mask)
+    # taint is queued first, so it wins every tie; seeds follow in global-id order
+    taint_flat = np.flatnonzero(taint)
+    queue = np.concatenate([taint_flat, seed_flat[~taint.flat[seed_flat]]]) if m else taint_flat
+    local = _flood.flood(-level, markers, mask, queue)
 
     ring = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in core)
     if (local[ring] == taint_id).any():
