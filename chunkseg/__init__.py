@@ -7,6 +7,16 @@ is bounded by the chunk, not the image.
 from importlib.metadata import PackageNotFoundError, version
 
 from ._validate import InputError
+from .io import inspect_image, open_image, open_labels, to_zarr
+from .segment import (
+    HaloTooSmallError,
+    Seeds,
+    distance_transform_edt,
+    find_seeds,
+    foreground,
+    segment,
+    watershed,
+)
 from .threshold import (
     METHODS,
     threshold,
@@ -27,7 +37,18 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "HaloTooSmallError",
     "InputError",
+    "Seeds",
+    "distance_transform_edt",
+    "find_seeds",
+    "foreground",
+    "inspect_image",
+    "open_image",
+    "open_labels",
+    "segment",
+    "to_zarr",
+    "watershed",
     "METHODS",
     "threshold",
     "threshold_isodata",

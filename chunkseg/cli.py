@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 import numpy as np
 
@@ -32,9 +33,12 @@ def _channel(value: str):
     return int(value) if value.lstrip("-").isdigit() else value
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    p.add_argument("-q", "--quiet", action="store_true", help="only errors")
+def _add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    # subcommands leave the value alone unless given, so `chunkseg -v CMD` works too
+    default = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("-v", "--verbose", action="count", help="more log output (-vv: also dask's)",
+                   **({"default": 0} if top else default))
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors", **default)
 
 
 def _add_image_options(p: argparse.ArgumentParser) -> None:
@@ -45,7 +49,7 @@ def _add_image_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="chunkseg", description="Segment images larger than memory, chunk by chunk.")
     parser.add_argument("--version", action="version", version=f"chunkseg {__version__}")
-    _add_common(parser)
+    _add_common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("info", help="shape, dtype, chunks, levels and channels of an image")
@@ -61,7 +65,61 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_options(p)
     _add_common(p)
     p.set_defaults(func=cmd_threshold)
+
+    p = sub.add_parser("segment", help="segment nuclei into a label store (Zarr)")
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("output", metavar="OUTPUT")
+    _add_segment_options(p)
+    _add_image_options(p)
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    _add_common(p)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("demo", help="segment a bundled real nuclei mosaic (CC0) and print the summary")
+    p.add_argument("directory", metavar="DIR", nargs="?", default="chunkseg-demo",
+                   help="where to write the mosaic and its labels (default ./chunkseg-demo)")
+    p.add_argument("--scheduler", default="threads", help="threads, processes or an address")
+    p.add_argument("--workers", type=int, default=None)
+    _add_common(p)
+    p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _halo(value: str):
+    return value if value == "auto" else int(value)
+
+
+def _threshold(value: str):
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _spacing(value: str):
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--spacing must be numbers like 2,0.65,0.65, got {value!r}") from None
+
+
+def _add_segment_options(p) -> None:
+    p.add_argument("--method", default="watershed", choices=["watershed"],
+                   help="watershed (default)")
+    p.add_argument("--threshold", type=_threshold, default="otsu",
+                   help="otsu, li, yen, isodata, minimum, triangle, mean, or a value (default otsu)")
+    p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
+                   help="Gaussian sigma applied before thresholding")
+    p.add_argument("--min-distance", type=int, default=10, help="seed spacing (default 10)")
+    p.add_argument("--footprint", type=int, default=3, help="local-maximum window side (default 3)")
+    p.add_argument("--spacing", type=_spacing, default=None, metavar="Z,Y,X",
+                   help="voxel spacing for anisotropic stacks")
+    p.add_argument("--halo", type=_halo, default="auto", help="auto or pixels (default auto)")
+    p.add_argument("--chunks", default=None, metavar="N|Z,Y,X",
+                   help="processing chunks (default: the storage chunks)")
+    p.add_argument("--scheduler", default="threads",
+                   help="threads (default), processes, or a scheduler address tcp://HOST:PORT")
+    p.add_argument("--workers", type=int, default=None, help="threads or worker processes")
 
 
 def cmd_info(args) -> int:
@@ -90,10 +148,47 @@ def cmd_threshold(args) -> int:
     return 0
 
 
+def cmd_segment(args) -> int:
+    from .run import run_segment
+
+    report = run_segment(
+        args.input, args.output, level=args.level, channel=args.channel, method=args.method,
+        threshold=args.threshold, smooth=args.smooth, min_distance=args.min_distance,
+        footprint=args.footprint, spacing=args.spacing, halo=args.halo, chunks=args.chunks,
+        scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
+    )
+    print(report.summary())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from pathlib import Path
+
+    from .run import demo_input, run_segment
+
+    directory = Path(args.directory)
+    mosaic = demo_input(directory)
+    report = run_segment(mosaic, directory / "labels.zarr", min_distance=7, overwrite=True,
+                         scheduler=args.scheduler, workers=args.workers)
+    print(f"demo: human mitosis (CC0, Moffat et al. 2006) tiled 2x2 into {mosaic}, "
+          f"chunks 256x256")
+    print(report.summary())
+    return 0
+
+
 def _configure_logging(verbose: int, quiet: bool) -> None:
+    """chunkseg's own messages at -v; distributed's only at -vv."""
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else
                                          logging.INFO if verbose == 1 else logging.WARNING)
-    logging.basicConfig(level=level, format="chunkseg: %(levelname)s: %(message)s", force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("chunkseg: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    quiet_level = logging.DEBUG if verbose > 1 else logging.CRITICAL
+    for name in ("distributed", "tornado", "bokeh"):
+        logging.getLogger(name).setLevel(quiet_level)
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            code = args.func(args)
+        for w in caught:
+            if issubclass(w.category, UserWarning) and not getattr(args, "quiet", False):
+                print(f"chunkseg: warning: {w.message}", file=sys.stderr)
+        return code
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         print(f"chunkseg: error: {message}", file=sys.stderr)

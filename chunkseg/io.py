@@ -22,7 +22,16 @@ import zarr
 
 from ._validate import InputError, check_image_array
 
-__all__ = ["ImageInfo", "inspect_image", "open_image", "to_zarr", "mark_complete", "is_complete"]
+__all__ = [
+    "ImageInfo",
+    "inspect_image",
+    "is_complete",
+    "mark_complete",
+    "open_image",
+    "open_labels",
+    "create_labels",
+    "to_zarr",
+]
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 #: Chunks of a TIFF that stores strips or small tiles are grown up to this many bytes.
@@ -437,3 +446,74 @@ def to_zarr(array, path, *, chunks=None, overwrite: bool = False, compute: bool 
     writes.compute()
     mark_complete(z, True)
     return z
+
+
+# --------------------------------------------------------------------------- labels
+
+#: Name of the full-resolution label array inside a label group (OME-Zarr layout).
+LABELS_ARRAY = "0"
+
+
+def check_output_path(output, inputs=()) -> Path:
+    """Refuse an output that lies inside (or is) one of the inputs."""
+    out = Path(output).resolve()
+    for inp in inputs:
+        if inp is None or not isinstance(inp, (str, os.PathLike)):
+            continue
+        src = Path(inp).resolve()
+        if out == src or src in out.parents:
+            raise InputError(
+                f"output {output} lies inside the input {inp}; write it elsewhere "
+                "(the input is never modified)"
+            )
+    return Path(output)
+
+
+def create_labels(path, *, shape, chunks, dtype, axes: str, scale=None, attrs=None):
+    """Create an empty label group (marked incomplete) and return its array.
+
+    Layout: a Zarr v3 group with the labels in array ``"0"`` and OME-Zarr 0.5
+    ``multiscales`` metadata naming it, so that viewers and the OME-Zarr
+    outputs can build on it.
+    """
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    mark_complete(group, False, **(attrs or {}))
+    scale = list(scale) if scale is not None else [1.0] * len(shape)
+    group.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [{
+            "name": "labels",
+            "axes": [{"name": a, "type": "space"} for a in axes],
+            "datasets": [{"path": LABELS_ARRAY,
+                          "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        }],
+        "image-label": {"version": "0.5"},
+    }
+    return group.create_array(LABELS_ARRAY, shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
+
+
+def open_labels(path, *, allow_incomplete: bool = False):
+    """Open a label output of chunkseg as a lazy dask array.
+
+    Refuses an output whose run did not finish (some chunks may be missing)
+    unless ``allow_incomplete``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise _missing(path)
+    try:
+        node = zarr.open(store=str(path), mode="r")
+    except Exception as exc:
+        raise InputError(f"{path} is not a Zarr label store ({exc.__class__.__name__})") from None
+    if isinstance(node, zarr.Group):
+        if LABELS_ARRAY not in node:
+            raise InputError(f"{path} holds no label array '{LABELS_ARRAY}'")
+        group, array = node, node[LABELS_ARRAY]
+    else:
+        group, array = node, node
+    if not allow_incomplete and not is_complete(group):
+        raise InputError(
+            f"{path} is incomplete: the run that wrote it did not finish. Rerun it (or "
+            "pass allow_incomplete=True to read what is there)"
+        )
+    return da.from_zarr(array)

@@ -93,3 +93,101 @@ def test_bad_input_one_line_exit_2(capsys, tmp_path, args, match):
     assert main([a.format(tmp=tmp_path) for a in args]) == 2
     _one_error_line(capsys, match)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def _syn_store(tmp_path, shape=(300, 360), chunks=(100, 120), name="in.zarr"):
+    from chunkseg.datasets import synthetic_nuclei
+
+    image = synthetic_nuclei(shape, seed=3)
+    zarr.create_array(str(tmp_path / name), data=image, chunks=chunks)
+    return tmp_path / name, image
+
+
+def test_segment_writes_labels_and_prints_summary(capsys, tmp_path):
+    from chunkseg import open_labels
+
+    from ._reference import reference
+
+    path, image = _syn_store(tmp_path)
+    assert main(["segment", str(path), str(tmp_path / "out.zarr"), "--min-distance", "6",
+                 "--chunks", "64"]) == 0
+    out = capsys.readouterr().out.strip()
+    labels = open_labels(tmp_path / "out.zarr").compute()
+    n = int(labels.max())
+    assert out.startswith(f"{n} objects, threshold ")
+    _, flat, ref = reference(image, min_distance=6)
+    assert n == len(flat)
+    z = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    assert z["0"].dtype == np.uint32 and z["0"].chunks == (64, 64)
+    assert z.attrs["chunkseg"]["complete"] is True
+    assert z.attrs["chunkseg"]["params"]["min_distance"] == 6
+
+
+def test_segment_refuses_existing_output_and_leaves_it(capsys, tmp_path):
+    path, _ = _syn_store(tmp_path)
+    (tmp_path / "out.zarr").mkdir()
+    (tmp_path / "out.zarr" / "keep.txt").write_text("mine")
+    assert main(["segment", str(path), str(tmp_path / "out.zarr")]) == 2
+    _one_error_line(capsys, "exists; pass --overwrite")
+    assert (tmp_path / "out.zarr" / "keep.txt").read_text() == "mine"
+    assert main(["segment", str(path), str(tmp_path / "out.zarr"), "--overwrite", "-q"]) == 0
+    assert not (tmp_path / "out.zarr" / "keep.txt").exists()
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--min-distance", "0"], "`--min-distance` must be a positive integer"),
+    (["--footprint", "-2"], "`--footprint` must be a positive integer"),
+    (["--chunks", "0"], "--chunks must be 2 positive integers"),
+    (["--chunks", "a,b"], "--chunks must be N or Z,Y,X integers"),
+    (["--threshold", "bogus"], "unknown threshold method 'bogus'"),
+    (["--halo", "-3"], "`--halo` must be a positive integer"),
+])
+def test_segment_bad_options(capsys, tmp_path, extra, match):
+    path, _ = _syn_store(tmp_path)
+    assert main(["segment", str(path), str(tmp_path / "out.zarr"), *extra]) == 2
+    _one_error_line(capsys, match)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_segment_bad_inputs(capsys, tmp_path):
+    path, _ = _syn_store(tmp_path)
+    assert main(["segment", str(tmp_path / "nope.zarr"), str(tmp_path / "o.zarr")]) == 2
+    _one_error_line(capsys, "input not found")
+    assert main(["segment", str(path), str(path / "labels")]) == 2
+    _one_error_line(capsys, "lies inside the input")
+    nan = np.ones((20, 20), np.float32)
+    nan[2, 3] = np.inf
+    zarr.create_array(str(tmp_path / "nan.zarr"), data=nan)
+    assert main(["segment", str(tmp_path / "nan.zarr"), str(tmp_path / "o.zarr")]) == 2
+    _one_error_line(capsys, "1 NaN or infinite value")
+    write_ome_zarr(tmp_path / "ome.zarr", np.zeros((2, 40, 40), np.uint8))
+    assert main(["segment", str(tmp_path / "ome.zarr"), str(tmp_path / "o.zarr")]) == 2
+    _one_error_line(capsys, "has 2 channels")
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_segment_no_foreground_warns_and_writes_empty(capsys, tmp_path):
+    zarr.create_array(str(tmp_path / "dark.zarr"), data=np.zeros((50, 50), np.uint8))
+    assert main(["segment", str(tmp_path / "dark.zarr"), str(tmp_path / "o.zarr"), "--threshold", "10"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("0 objects")
+    assert "no foreground" in captured.err
+
+
+def test_open_labels_refuses_incomplete(tmp_path):
+    from chunkseg import open_labels
+    from chunkseg.io import create_labels
+
+    create_labels(tmp_path / "half.zarr", shape=(10, 10), chunks=(5, 5), dtype=np.uint32, axes="yx")
+    with pytest.raises(ValueError, match="is incomplete: the run that wrote it did not finish"):
+        open_labels(tmp_path / "half.zarr")
+    assert open_labels(tmp_path / "half.zarr", allow_incomplete=True).shape == (10, 10)
+
+
+def test_demo(capsys, tmp_path):
+    assert main(["demo", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "objects, threshold" in out and "human mitosis" in out
+    from chunkseg import open_labels
+
+    assert open_labels(tmp_path / "demo" / "labels.zarr").shape == (1024, 1024)

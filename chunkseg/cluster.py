@@ -1,0 +1,61 @@
+"""How a run gets its scheduler: threads, local worker processes, or an address."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+import dask
+
+log = logging.getLogger(__name__)
+
+__all__ = ["scheduler"]
+
+
+def _check_workers(workers) -> int | None:
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer, got {workers!r}")
+    return workers
+
+
+@contextlib.contextmanager
+def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_worker: int = 1,
+              memory_limit: str | None = "auto"):
+    """Run the enclosed dask computations on the scheduler ``spec`` names.
+
+    ``"threads"``: dask's threaded scheduler (``workers`` threads).
+    ``"processes"``: a ``distributed.LocalCluster`` of ``workers`` processes
+    with ``threads_per_worker`` threads each, its dashboard on 127.0.0.1 only.
+    ``"tcp://host:port"`` (or any other address): join that scheduler.
+    ``"file:PATH"``: join the scheduler described by a scheduler file.
+    Yields the ``distributed.Client`` (or None for threads).
+    """
+    workers = _check_workers(workers)
+    if spec == "threads":
+        with dask.config.set(scheduler="threads", num_workers=workers):
+            yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if spec == "processes":
+        n = workers or os.cpu_count() or 1
+        with LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                          dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
+                          host="127.0.0.1") as cluster, Client(cluster) as client:
+            log.info("local cluster: %d worker processes x %d thread(s)", n, threads_per_worker)
+            yield client
+        return
+    if spec.startswith("file:"):
+        with Client(scheduler_file=spec[len("file:"):]) as client:
+            yield client
+        return
+    if "://" not in spec and ":" not in spec:
+        raise ValueError(
+            f"unknown scheduler {spec!r}; use threads, processes, tcp://HOST:PORT or file:PATH"
+        )
+    with Client(spec, timeout="30s") as client:
+        log.info("joined scheduler %s", spec)
+        yield client

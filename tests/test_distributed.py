@@ -1,0 +1,51 @@
+"""The same answers on a real distributed cluster of worker processes."""
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+import chunkseg
+from chunkseg.datasets import synthetic_nuclei
+from chunkseg.run import run_segment
+
+from .conftest import real_image
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, host="127.0.0.1") as cluster, Client(cluster) as c:
+        yield c
+
+
+def test_watershed_bit_identical_on_worker_processes(client):
+    image = synthetic_nuclei((400, 500), seed=21)
+    x = da.from_array(image, chunks=(100, 130))
+    with dask.config.set(scheduler="sync"):
+        want = chunkseg.segment(x, min_distance=7).compute()
+    got = chunkseg.segment(x, min_distance=7).compute()  # the current client
+    np.testing.assert_array_equal(got, want)
+
+
+def test_thresholds_on_worker_processes(client):
+    image = real_image("bbbc034")
+    x = da.from_array(image, chunks=200)
+    import skimage.filters
+
+    assert chunkseg.threshold_otsu(x) == skimage.filters.threshold_otsu(image)
+    assert chunkseg.threshold_li(x) == skimage.filters.threshold_li(image)
+
+
+def test_run_segment_processes_equals_threads(tmp_path):
+    import zarr
+
+    image = synthetic_nuclei((300, 300), seed=8)
+    zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(100, 100))
+    a = run_segment(tmp_path / "in.zarr", tmp_path / "a.zarr", min_distance=6)
+    b = run_segment(tmp_path / "in.zarr", tmp_path / "b.zarr", min_distance=6,
+                    scheduler="processes", workers=2)
+    assert a.objects == b.objects > 50
+    np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "a.zarr").compute(),
+                                  chunkseg.open_labels(tmp_path / "b.zarr").compute())
