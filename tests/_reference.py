@@ -21,6 +21,26 @@ def reference(image, *, min_distance=10, footprint=3, sampling=None, threshold=N
     return mask, flat, labels
 
 
+def _matches(a, b):
+    a = a.ravel().astype(np.int64)
+    b = b.ravel().astype(np.int64)
+    na, nb = int(a.max()), int(b.max())
+    both = (a > 0) & (b > 0)
+    pairs, inter = np.unique(a[both] * (nb + 1) + b[both], return_counts=True)
+    ia, ib = pairs // (nb + 1), pairs % (nb + 1)
+    size_a = np.bincount(a, minlength=na + 1)
+    size_b = np.bincount(b, minlength=nb + 1)
+    iou = inter / (size_a[ia] + size_b[ib] - inter)
+    return ia, ib, inter, iou, size_a, size_b
+
+
+def matched_agreement(labels, reference, threshold=0.5):
+    """Fraction of the reference foreground covered by its matched object (IoU > threshold)."""
+    ia, ib, inter, iou, _, size_b = _matches(labels, reference)
+    good = iou > threshold
+    return float(inter[good].sum() / max(size_b[1:].sum(), 1))
+
+
 def f1_at_iou(a, b, threshold=0.5):
     """Object F1 of label images a and b, matching objects with IoU > threshold."""
     a = a.ravel().astype(np.int64)

@@ -1,0 +1,65 @@
+"""Run a command in its own process and measure wall time and peak memory.
+
+Peak memory is the largest sum of resident set sizes of the process and all
+its children (worker processes included), sampled every 20 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run(args: list[str], *, env=None, timeout: float | None = None) -> dict:
+    """Run ``args``; return wall seconds, peak RSS (bytes) and the JSON it printed last."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(ps))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        done.set()
+        thread.join()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{err[-3000:]}")
+    result = {}
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            result = json.loads(line)
+            break
+    return {"wall_s": wall, "peak_bytes": peak, "result": result, "stdout": out}
+
+
+def python(script: str, *args: str, **kwargs) -> dict:
+    return run([sys.executable, script, *map(str, args)], **kwargs)

@@ -1,0 +1,96 @@
+"""The measured programs, one per tool; each runs in its own process.
+
+    python benchmarks/_tools.py NAME ARGS...
+
+Each prints one JSON line with what the parent needs (value, counts, paths).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def skimage_otsu(path):
+    import zarr
+    from skimage.filters import threshold_otsu
+
+    image = zarr.open_array(path, mode="r")[:]
+    return {"threshold": float(threshold_otsu(image))}
+
+
+def chunkseg_otsu(path, workers):
+    import chunkseg
+    from chunkseg.cluster import scheduler
+
+    with scheduler("processes", workers=int(workers)):
+        t = chunkseg.threshold_otsu(chunkseg.open_image(path))
+    return {"threshold": float(t)}
+
+
+def skimage_pipeline(path, out, min_distance):
+    """The classic tutorial pipeline on the whole image (peak_local_max without labels=)."""
+    import scipy.ndimage as ndi
+    import zarr
+    from skimage.feature import peak_local_max
+    from skimage.filters import threshold_otsu
+    from skimage.segmentation import watershed
+
+    image = zarr.open_array(path, mode="r")[:]
+    t0 = time.perf_counter()
+    mask = image > threshold_otsu(image)
+    distance = ndi.distance_transform_edt(mask)
+    coords = peak_local_max(distance, min_distance=int(min_distance),
+                            footprint=np.ones((3,) * image.ndim), exclude_border=False)
+    markers = np.zeros(image.shape, dtype=np.int32)
+    flat = np.sort(np.ravel_multi_index(tuple(coords.T), image.shape))
+    markers.flat[flat] = np.arange(1, len(flat) + 1)
+    labels = watershed(-distance, markers, mask=mask)
+    elapsed = time.perf_counter() - t0
+    np.save(out, labels.astype(np.uint32))
+    return {"objects": int(len(flat)), "compute_s": elapsed}
+
+
+def chunkseg_segment(path, out, min_distance, workers):
+    from chunkseg.cli import main
+
+    args = ["segment", path, out, "--min-distance", min_distance, "--overwrite", "-q"]
+    if int(workers) > 0:
+        args += ["--scheduler", "processes", "--workers", workers]
+    code = main(args)
+    return {"code": code}
+
+
+def naive_map_overlap(path, out, min_distance, depth):
+    """What people write first: map_overlap a whole pipeline per chunk, no stitching."""
+    import dask.array as da
+    import scipy.ndimage as ndi
+    import zarr
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    import chunkseg
+
+    image = chunkseg.open_image(path)
+    t = chunkseg.threshold_otsu(image)
+
+    def block(x):
+        mask = x > t
+        d = ndi.distance_transform_edt(mask)
+        c = peak_local_max(d, min_distance=int(min_distance), footprint=np.ones((3,) * x.ndim),
+                           exclude_border=False)
+        m = np.zeros(x.shape, np.int32)
+        m[tuple(c.T)] = np.arange(1, len(c) + 1)
+        return watershed(-d, m, mask=mask).astype(np.uint32)
+
+    labels = image.map_overlap(block, depth=int(depth), boundary="none", dtype=np.uint32)
+    da.to_zarr(labels, out, overwrite=True)
+    return {}
+
+
+if __name__ == "__main__":
+    name, *args = sys.argv[1:]
+    print(json.dumps(globals()[name](*args)))

@@ -1,0 +1,153 @@
+"""chunkseg beside scikit-image and its peers, side by side in one run.
+
+    python benchmarks/run.py [--quick] [--json OUT] [--case NAME ...]
+
+Every measured program runs in its own process (benchmarks/_tools.py); wall
+time includes start-up, and peak memory is the largest sum of the RSS of that
+process and its children (worker processes included). Each tool runs
+``--repeat`` times and the median is reported. Fidelity sits next to speed:
+label agreement on foreground pixels and object F1 (IoU > 0.5) against the
+whole-image scikit-image result, so a fast but wrong method cannot look good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import _measure  # noqa: E402
+
+TOOLS = str(HERE / "_tools.py")
+OUT = HERE / "out"
+
+
+def _input(shape, chunks, seed=0):
+    from chunkseg.datasets import write_synthetic_nuclei
+
+    name = f"nuclei_{'x'.join(map(str, shape))}_c{chunks[0]}_s{seed}.zarr"
+    path = OUT / name
+    if not (path / "zarr.json").exists():
+        print(f"  generating {name} chunk by chunk ...", flush=True)
+        radius = (6.0, 12.0) if len(shape) == 2 else (5.0, 9.0)
+        write_synthetic_nuclei(path, shape, chunks=chunks, seed=seed, radius=radius)
+    return path
+
+
+def _median_run(args, repeat):
+    runs = [_measure.python(TOOLS, *args) for _ in range(repeat)]
+    wall = statistics.median(r["wall_s"] for r in runs)
+    peak = max(r["peak_bytes"] for r in runs)
+    return {"wall_s": wall, "peak_bytes": peak, "result": runs[-1]["result"], "runs": [r["wall_s"] for r in runs]}
+
+
+def _fidelity(labels, reference):
+    """Pixel agreement after one-to-one matching (IoU > 0.5), and object F1.
+
+    Matching first keeps the comparison fair to tools that number objects
+    differently; chunkseg's ids equal scikit-image's, so for it this is plain
+    pixel equality.
+    """
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from _reference import f1_at_iou, matched_agreement
+
+    return {"agreement": matched_agreement(labels, reference), "f1": float(f1_at_iou(labels, reference))}
+
+
+def case_threshold(quick, repeat):
+    shape = (8192, 8192) if quick else (32768, 32768)
+    path = _input(shape, (1024, 1024) if quick else (2048, 2048))
+    px = float(np.prod(shape))
+    rows = []
+    cs = _median_run(["chunkseg_otsu", path, 2], repeat)
+    sk = _median_run(["skimage_otsu", path], repeat)
+    for tool, r in [("chunkseg", cs), ("scikit-image", sk)]:
+        rows.append({"case": f"otsu {'x'.join(map(str, shape))} uint8", "tool": tool,
+                     "time_s": r["wall_s"], "mpx_s": px / r["wall_s"] / 1e6,
+                     "peak_gb": r["peak_bytes"] / 1e9, "value": r["result"]["threshold"],
+                     "ratio_vs_skimage": sk["wall_s"] / r["wall_s"],
+                     "fidelity": "identical" if r["result"]["threshold"] == sk["result"]["threshold"] else "DIFFERS"})
+    return rows
+
+
+def _segment_case(shape, chunks, min_distance, repeat, label, naive_depth):
+    import zarr
+
+    path = _input(shape, chunks)
+    px = float(np.prod(shape))
+    ref_path = OUT / f"{path.stem}_skimage.npy"
+    sk = _median_run(["skimage_pipeline", path, ref_path, min_distance], repeat)
+    reference = np.load(ref_path)
+    rows = []
+    runs = [("chunkseg (2 processes)", ["chunkseg_segment", path, OUT / "cs2.zarr", min_distance, 2], OUT / "cs2.zarr/0"),
+            ("chunkseg (1 process)", ["chunkseg_segment", path, OUT / "cs1.zarr", min_distance, 1], OUT / "cs1.zarr/0"),
+            ("dask map_overlap, no stitching", ["naive_map_overlap", path, OUT / "naive.zarr", min_distance, naive_depth], OUT / "naive.zarr")]
+    results = {}
+    for tool, args, out in runs:
+        r = _median_run(args, repeat)
+        labels = zarr.open_array(str(out), mode="r")[:]
+        results[tool] = (r, _fidelity(labels, reference))
+    results["scikit-image (whole image)"] = (sk, {"agreement": 1.0, "f1": 1.0})
+    for tool, (r, fid) in results.items():
+        rows.append({"case": label, "tool": tool, "time_s": r["wall_s"], "mpx_s": px / r["wall_s"] / 1e6,
+                     "peak_gb": r["peak_bytes"] / 1e9, "ratio_vs_skimage": sk["wall_s"] / r["wall_s"],
+                     "fidelity": f"{100 * fid['agreement']:.3f}% px, F1 {fid['f1']:.4f}"})
+    return rows
+
+
+def case_segment2d(quick, repeat):
+    shape = (2048, 2048) if quick else (8192, 8192)
+    return _segment_case(shape, (1024, 1024), 7, repeat, f"watershed {'x'.join(map(str, shape))} uint8", 32)
+
+
+def case_segment3d(quick, repeat):
+    shape = (128, 128, 128) if quick else (256, 256, 256)
+    return _segment_case(shape, (128, 128, 128), 5, repeat, f"watershed {'x'.join(map(str, shape))} uint8", 24)
+
+
+CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": case_segment3d}
+
+
+def _table(rows):
+    cols = ["case", "tool", "time_s", "mpx_s", "ratio_vs_skimage", "peak_gb", "fidelity"]
+    head = ["case", "tool", "time (s)", "Mpx/s", "speed-up vs skimage", "peak mem (GB)", "fidelity vs skimage"]
+    fmt = {"time_s": "{:.2f}", "mpx_s": "{:.1f}", "ratio_vs_skimage": "{:.2f}x", "peak_gb": "{:.2f}"}
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt.get(c, "{}").format(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, about two minutes")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--case", action="append", choices=list(CASES), help="run only these")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per tool (default 3, quick 1)")
+    args = parser.parse_args(argv)
+    repeat = args.repeat or (1 if args.quick else 3)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.case or list(CASES):
+        print(f"case {name} ...", flush=True)
+        rows += CASES[name](args.quick, repeat)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {round(__import__('psutil').virtual_memory().total / 2**30)} GiB, Python {platform.python_version()}"
+    print(f"\nmachine: {machine}; median of {repeat} run(s); times include process start-up\n")
+    print(_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "repeat": repeat, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
