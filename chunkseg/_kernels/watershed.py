@@ -37,16 +37,22 @@ def _crop_to_halo(shape, core, halo):
     return tuple(outer), tuple(inner)
 
 
-def _flood_keys(lv: np.ndarray, sampling):
-    """Integer-spaced flooding levels: the squared distance, or ranks of distance."""
+def _priority(lv: np.ndarray, mask: np.ndarray, sampling) -> np.ndarray:
+    """Flooding priority, low first: farthest from background floods first.
+
+    Isotropic levels are exact integer squared distances; anisotropic ones
+    are replaced by their ranks. Either way the order (ties included) is the
+    order of ``-distance``.
+    """
+    finite = np.isfinite(lv) & mask
     if _dist.is_isotropic(sampling):
-        return lv
-    finite = np.isfinite(lv)
-    ranks = np.zeros(lv.shape, dtype=np.float64)
-    values, inverse = np.unique(lv[finite], return_inverse=True)
-    ranks[finite] = inverse
-    ranks[~finite] = len(values)
-    return ranks
+        level = np.where(finite, lv, 0.0).astype(np.int64)
+    else:
+        level = np.zeros(lv.shape, dtype=np.int64)
+        _, inverse = np.unique(lv[finite], return_inverse=True)
+        level[finite] = inverse
+    top = int(level.max()) if level.size else 0
+    return top - level
 
 
 def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampling=None):
@@ -60,7 +66,7 @@ def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampli
     lv = _dist.levels(mask, sampling)
     proven = _dist.proven(lv, cuts, sampling)
     # a block without background has no finite level; it is all taint below
-    level = _flood_keys(np.where(np.isfinite(lv), lv, 0.0), sampling)
+    priority = _priority(lv, mask, sampling)
 
     order = np.argsort(seed_ids, kind="stable")
     seed_coords = np.asarray(seed_coords, dtype=np.int64).reshape(-1, ndim)[order]
@@ -75,7 +81,7 @@ def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampli
     # taint is queued first, so it wins every tie; seeds follow in global-id order
     taint_flat = np.flatnonzero(taint)
     queue = np.concatenate([taint_flat, seed_flat[~taint.flat[seed_flat]]]) if m else taint_flat
-    local = _flood.flood(-level, markers, mask, queue)
+    local = _flood.flood(priority, markers, mask, queue)
 
     ring = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in core)
     if (local[ring] == taint_id).any():
