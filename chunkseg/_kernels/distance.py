@@ -14,8 +14,9 @@ def is_isotropic(sampling) -> bool:
 def levels(mask: np.ndarray, sampling=None) -> np.ndarray:
     """Flooding levels of the distance map: larger means farther from background.
 
-    Isotropic grids give the exact squared distance as float64 integers (the
-    ``edt`` package, 3-4x faster than scipy); anisotropic ``sampling`` gives
+    Isotropic grids give the exact squared distance as float32 integers (the
+    ``edt`` package, 3-4x faster than scipy; exact while the distance stays
+    below 4096 px); anisotropic ``sampling`` gives
     scipy's float64 distance itself. Either is order-equivalent to the
     distance scikit-image's pipeline uses, ties included. A block without any
     background gives ``inf`` everywhere (nothing can be proven there).
@@ -23,13 +24,13 @@ def levels(mask: np.ndarray, sampling=None) -> np.ndarray:
     if mask.all():
         return np.full(mask.shape, np.inf)
     if is_isotropic(sampling):
-        return edt.edtsq(np.ascontiguousarray(mask), black_border=False).astype(np.float64)
+        return edt.edtsq(np.ascontiguousarray(mask), black_border=False)
     return ndi.distance_transform_edt(mask, sampling=sampling)
 
 
 def distance_from_levels(lv: np.ndarray, sampling=None) -> np.ndarray:
     """The Euclidean distance, bit-identical to ``scipy.ndimage.distance_transform_edt``."""
-    return np.sqrt(lv) if is_isotropic(sampling) else lv
+    return np.sqrt(np.asarray(lv, dtype=np.float64)) if is_isotropic(sampling) else lv
 
 
 def cut_distance(shape, cuts, sampling=None) -> np.ndarray:
@@ -41,8 +42,10 @@ def cut_distance(shape, cuts, sampling=None) -> np.ndarray:
     block is exact wherever it is no larger than this.
     """
     sampling = (1.0,) * len(shape) if sampling is None else tuple(float(s) for s in sampling)
-    out = np.full(shape, np.inf)
+    out = None
     for axis, (n, (low, high), s) in enumerate(zip(shape, cuts, sampling)):
+        if not (low or high):
+            continue
         idx = np.arange(n, dtype=np.float64)
         vec = np.full(n, np.inf)
         if low:
@@ -51,14 +54,20 @@ def cut_distance(shape, cuts, sampling=None) -> np.ndarray:
             vec = np.minimum(vec, (n - idx) * s)
         view = [1] * len(shape)
         view[axis] = n
-        out = np.minimum(out, vec.reshape(view))
-    return out
+        vec = vec.reshape(view).astype(np.float32 if sampling == (1.0,) * len(shape) else np.float64)
+        out = vec if out is None else np.minimum(out, vec)
+    if out is None:
+        return np.full(shape, np.inf)
+    return np.broadcast_to(out, shape)
 
 
 def proven(lv: np.ndarray, cuts, sampling=None) -> np.ndarray:
     """Where the block's distance equals the whole image's distance."""
-    d = distance_from_levels(lv, sampling)
-    return d <= cut_distance(lv.shape, cuts, sampling)
+    if is_isotropic(sampling):
+        # compare squared integers: no square root, no float64 copy
+        cut = cut_distance(lv.shape, cuts, None)
+        return lv <= np.square(cut, dtype=np.float32)
+    return lv <= cut_distance(lv.shape, cuts, sampling)
 
 
 def edge_band(shape, cuts, width: int) -> np.ndarray:
@@ -75,3 +84,29 @@ def edge_band(shape, cuts, width: int) -> np.ndarray:
             sl[axis] = slice(max(shape[axis] - width, 0), None)
             band[tuple(sl)] = True
     return band
+
+
+def box_max(a: np.ndarray, size: int) -> np.ndarray:
+    """Maximum over an all-ones window of side ``size``, clipped at the edges.
+
+    Equals ``scipy.ndimage.maximum_filter(a, size, mode="nearest")`` (for a
+    maximum, repeating the edge value is the same as clipping the window),
+    as separable shifted maxima: several times faster for small windows.
+    """
+    if size > 9:
+        return ndi.maximum_filter(a, size=size, mode="nearest")
+    out = a.copy()
+    lo, hi = size // 2, (size - 1) // 2
+    for axis in range(a.ndim):
+        src = out.copy() if lo + hi else out
+        for shift in range(1, lo + 1):  # window reaches back
+            dst = [slice(None)] * a.ndim
+            sl = [slice(None)] * a.ndim
+            dst[axis], sl[axis] = slice(shift, None), slice(None, -shift)
+            np.maximum(out[tuple(dst)], src[tuple(sl)], out=out[tuple(dst)])
+        for shift in range(1, hi + 1):  # and forward
+            dst = [slice(None)] * a.ndim
+            sl = [slice(None)] * a.ndim
+            dst[axis], sl[axis] = slice(None, -shift), slice(shift, None)
+            np.maximum(out[tuple(dst)], src[tuple(sl)], out=out[tuple(dst)])
+    return out

@@ -27,13 +27,12 @@ def _flood(priority, labels, mask, marker_index, offsets, nbuckets):
     """Flood in place. Arrays are raveled and padded by one pixel of mask 0."""
     head = np.full(nbuckets, -1, dtype=np.int64)
     tail = np.full(nbuckets, -1, dtype=np.int64)
-    nxt = np.full(priority.size, -1, dtype=np.int64)
-    bucket = np.empty(priority.size, dtype=np.int64)  # bucket an entry was queued in
+    nxt = np.empty(priority.size, dtype=np.int64)
     lowest = nbuckets
     for k in range(marker_index.size):
         i = marker_index[k]
         p = priority[i]
-        bucket[i] = p
+        nxt[i] = -1
         if head[p] < 0:
             head[p] = i
         else:
@@ -82,7 +81,7 @@ def flood(priority: np.ndarray, markers: np.ndarray, mask: np.ndarray, order: np
     ndim = priority.ndim
     padded_shape = tuple(s + 2 for s in priority.shape)
     inner = (slice(1, -1),) * ndim
-    pp = np.zeros(padded_shape, dtype=np.int64)
+    pp = np.zeros(padded_shape, dtype=np.int32)
     pp[inner] = priority
     pl = np.zeros(padded_shape, dtype=np.int32)
     pl[inner] = np.where(mask, markers, 0)

@@ -114,6 +114,27 @@ def _walk(coords, ball_ok, shape, radius):
     return status
 
 
+def _box_any(flags: np.ndarray, coords: np.ndarray, radius: int) -> np.ndarray:
+    """For each point, whether any flag is set within Chebyshev ``radius`` (clipped).
+
+    A summed-area table answers each box in 2**ndim lookups, instead of a
+    maximum filter over the whole block.
+    """
+    ndim = flags.ndim
+    table = np.zeros(tuple(s + 1 for s in flags.shape), dtype=np.int32)
+    table[(slice(1, None),) * ndim] = flags
+    for axis in range(ndim):
+        np.cumsum(table, axis=axis, out=table)
+    lo = np.maximum(coords - radius, 0)
+    hi = np.minimum(coords + radius + 1, np.asarray(flags.shape))
+    total = np.zeros(len(coords), dtype=np.int64)
+    for corner in np.ndindex(*(2,) * ndim):
+        idx = tuple(np.where(c, hi[:, a], lo[:, a]) for a, c in enumerate(corner))
+        sign = -1 if (ndim - sum(corner)) % 2 else 1
+        total += sign * table[idx]
+    return total > 0
+
+
 def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
                footprint: int, sampling=None) -> dict:
     """Seeds of one chunk, from its block padded with a halo.
@@ -147,7 +168,7 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
     # has exact distances and does not reach across a cut.
     unknown = ~proven
     if footprint > 1:
-        unknown = ndi.maximum_filter(unknown, size=footprint, mode="constant", cval=False)
+        unknown = _dist.box_max(unknown, footprint)
     unknown |= _dist.edge_band(mask.shape, cuts, max(radius, 1))
     known = ~unknown
 
@@ -162,7 +183,7 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
 
     finite = np.where(np.isfinite(lv), lv, 0.0)
     if footprint > 1:
-        local_max = finite == ndi.maximum_filter(finite, size=footprint, mode="nearest")
+        local_max = finite == _dist.box_max(finite, footprint)
     else:
         local_max = np.ones(mask.shape, dtype=bool)
     candidates = known & mask & (finite > 0) & local_max
@@ -177,10 +198,7 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
     # kept stronger candidate lies within min_distance; surely kept when every
     # pixel within min_distance - 1 is known and every stronger candidate
     # there is surely rejected; otherwise undecided (left to the global step).
-    reach = 2 * (min_distance - 1) + 1
-    ball_known = ~ndi.maximum_filter(unknown, size=reach, mode="constant", cval=False) \
-        if reach > 1 else known
-    ball_ok = ball_known[tuple(coords.T)] if n else np.zeros(0, dtype=bool)
+    ball_ok = ~_box_any(unknown, coords, min_distance - 1) if n else np.zeros(0, dtype=bool)
     status = _walk(coords.astype(np.int64), ball_ok, np.asarray(mask.shape, dtype=np.int64),
                    min_distance - 1)
     kept = status == _KEPT

@@ -46,9 +46,9 @@ def _priority(lv: np.ndarray, mask: np.ndarray, sampling) -> np.ndarray:
     """
     finite = np.isfinite(lv) & mask
     if _dist.is_isotropic(sampling):
-        level = np.where(finite, lv, 0.0).astype(np.int64)
+        level = np.where(finite, lv, 0).astype(np.int32)
     else:
-        level = np.zeros(lv.shape, dtype=np.int64)
+        level = np.zeros(lv.shape, dtype=np.int32)
         _, inverse = np.unique(lv[finite], return_inverse=True)
         level[finite] = inverse
     top = int(level.max()) if level.size else 0
