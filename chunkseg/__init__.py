@@ -8,6 +8,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._validate import InputError
 from .io import inspect_image, open_image, open_labels, to_zarr
+from .relabel import clear_border, relabel_sequential, remove_small_objects
+from .stitch import label
 from .segment import (
     HaloTooSmallError,
     Seeds,
@@ -38,6 +40,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "HaloTooSmallError",
+    "clear_border",
+    "label",
+    "relabel_sequential",
+    "remove_small_objects",
     "InputError",
     "Seeds",
     "distance_transform_edt",

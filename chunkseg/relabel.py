@@ -9,10 +9,6 @@ chunk gets back only the entries of its own values.
 
 from __future__ import annotations
 
-import functools
-import operator
-
-import dask
 import dask.array as da
 import numpy as np
 from dask.graph_manipulation import bind
@@ -67,11 +63,11 @@ def _keep_mask(bucket, rule, border=None):
     return np.ones(len(values), dtype=bool)
 
 
-def _kept_count(bucket, rule, border=None):
+def _kept_count(bucket, border=None, *, rule):
     return int(np.count_nonzero(_keep_mask(bucket, rule, border)))
 
 
-def _compact_table(bucket, rule, offsets, k, border=None):
+def _compact_table(bucket, offsets, border=None, *, rule, k):
     """values -> new ids, order-preserving; 0 for the dropped ones."""
     values = bucket[0]
     keep = _keep_mask(bucket, rule, border)
@@ -103,71 +99,95 @@ def _remap_values(block, *lookups, dtype):
     return out.reshape(block.shape)
 
 
-def _apply(x, tables_by_bucket, parts_split, nbuckets, dtype, after):
-    """Per chunk: look its values up in each bucket's table, then remap."""
-    d = dask.delayed
-    again = bind(x, after)
-    again_blocks = again.to_delayed()
-    rows = np.empty(x.numblocks, dtype=object)
-    for idx in np.ndindex(*x.numblocks):
-        lookups = [d(_lookup, pure=True)(d(operator.getitem, pure=True)(parts_split[idx], k),
-                                         tables_by_bucket[k]) for k in range(nbuckets)]
-        task = d(_remap_values, pure=True)(again_blocks[idx], *lookups, dtype=dtype)
-        shape_c = tuple(c[i] for c, i in zip(x.chunks, idx))
-        rows[idx] = da.from_delayed(task, shape=shape_c, dtype=dtype,
-                                    meta=np.empty((0,) * x.ndim, dtype=dtype))
-    return da.block(rows.tolist())
+def _getitem(obj, i):
+    return obj[i]
 
 
-def _per_chunk_parts(x, edges):
-    d = dask.delayed
+def _barrier(*_):
+    return None
+
+
+def _len(a):
+    return len(a)
+
+
+def _sorted_concat(*arrays):
+    return np.sort(np.concatenate(arrays)) if arrays else np.empty(0, dtype=np.int64)
+
+
+def _chunk_parts(g, x, edges):
+    """Per chunk: its (values, counts, first pixels), split by bucket."""
     origins = _graph.block_origins(x.chunks)
-    blocks = x.to_delayed()
-    parts, split = {}, {}
+    split = {}
     for idx in np.ndindex(*x.numblocks):
         origin = tuple(int(origins[a][i]) for a, i in enumerate(idx))
-        parts[idx] = d(_cc.chunk_values, pure=True)(blocks[idx], origin=origin, image_shape=x.shape)
-        split[idx] = d(_split, pure=True)(parts[idx], edges)
-    return parts, split
+        part = g.task("values", idx, _cc.chunk_values, (x.name, *idx), origin=origin,
+                      image_shape=x.shape)
+        split[idx] = g.task("split", idx, _split, part, edges=edges)
+    return split
 
 
-def _buckets(x):
-    max_value = int(x.max().compute())
+def _bucket_tasks(g, split, nblocks, nbuckets):
+    return [
+        g.task("bucket", (k,), _merge_bucket,
+               *[g.task("piece", idx + (k,), _getitem, split[idx], k) for idx in np.ndindex(*nblocks)])
+        for k in range(nbuckets)
+    ]
+
+
+def _apply(g, x, tables, split, nbuckets, dtype):
+    """Per chunk: look its values up in each bucket's table, then remap.
+
+    The input is read again after every table exists, so no chunk waits in
+    memory across the barrier.
+    """
+    barrier = g.delayed(g.task("barrier", (), _barrier, *tables))
+    again = bind(x, barrier)
+    out = _graph.Graph("relabel-out", again, barrier)
+    for idx in np.ndindex(*x.numblocks):
+        lookups = [out.task("lookup", idx + (k,), _lookup, g.key("piece", *idx, k), tables[k])
+                   for k in range(nbuckets)]
+        out.task("labels", idx, _remap_values, (again.name, *idx), *lookups, dtype=dtype)
+    return out.array("labels", x.chunks, dtype)
+
+
+def _buckets(x, max_value=None):
+    if max_value is None:
+        max_value = int(x.max().compute())
     nbuckets = max(1, min(_MAX_BUCKETS, int(np.prod(x.numblocks)), max_value))
     return max_value, nbuckets, _bucket_edges(max_value, nbuckets)
 
 
-def _filtered(x, rule, border=None):
+def _filtered(x, rule, border=None, max_value=None, g=None):
     from .segment import label_dtype
 
-    d = dask.delayed
-    max_value, nbuckets, edges = _buckets(x)
+    max_value, nbuckets, edges = _buckets(x, max_value)
     dtype = label_dtype(max_value)
-    _, split = _per_chunk_parts(x, edges)
-    buckets = [
-        d(_merge_bucket, pure=True)(*[d(operator.getitem, pure=True)(split[idx], k)
-                                      for idx in np.ndindex(*x.numblocks)])
-        for k in range(nbuckets)
-    ]
-    kept = [d(_kept_count, pure=True)(b, rule, border) for b in buckets]
-    offsets = d(_offsets, pure=True)(*kept)
-    tables = [d(_compact_table, pure=True)(b, rule, offsets, k, border) for k, b in enumerate(buckets)]
-    return _apply(x, tables, split, nbuckets, dtype, tables)
+    g = g or _graph.Graph("filter", x)
+    split = _chunk_parts(g, x, edges)
+    buckets = _bucket_tasks(g, split, x.numblocks, nbuckets)
+    extra = (border,) if border is not None else ()
+    kept = [g.task("kept", (k,), _kept_count, b, *extra, rule=rule) for k, b in enumerate(buckets)]
+    offsets = g.task("offsets", (), _offsets, *kept)
+    tables = [g.task("table", (k,), _compact_table, b, offsets, *extra, rule=rule, k=k)
+              for k, b in enumerate(buckets)]
+    return _apply(g, x, tables, split, nbuckets, dtype)
 
 
-def remove_small_objects(labels, min_size: int) -> da.Array:
+def remove_small_objects(labels, min_size: int, *, max_label: int | None = None) -> da.Array:
     """Drop objects smaller than ``min_size`` pixels, measured whole; ids stay 1..N.
 
     An object that spans several chunks is measured by its global size,
     never by its pieces. Kept objects keep their order (new id = number of
     kept ids up to the old one). Like ``skimage.morphology.remove_small_objects``
     on a label image (connectivity as given by the labels), followed by an
-    order-preserving relabelling.
+    order-preserving relabelling. ``max_label`` (the largest id, when known)
+    saves one pass over the data.
     """
     x = _check_labels(labels)
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise InputError(f"`min_size` must be a non-negative integer, got {min_size!r}")
-    return _filtered(x, ("min_size", int(min_size)))
+    return _filtered(x, ("min_size", int(min_size)), max_value=max_label)
 
 
 def _touches(x, idx):
@@ -181,15 +201,14 @@ def _union_values(*arrays):
 def clear_border(labels) -> da.Array:
     """Remove the objects that touch the image border (globally); ids stay 1..N."""
     x = _check_labels(labels)
-    d = dask.delayed
-    blocks = x.to_delayed()
+    g = _graph.Graph("clear-border", x)
     edge = [
-        d(_cc.border_values, pure=True)(blocks[idx], touches=_touches(x, idx))
+        g.task("edge", idx, _cc.border_values, (x.name, *idx), touches=_touches(x, idx))
         for idx in np.ndindex(*x.numblocks)
         if any(lo or hi for lo, hi in _touches(x, idx))
     ]
-    border = d(_union_values, pure=True)(*edge)
-    return _filtered(x, ("border",), border)
+    border = g.task("border", (), _union_values, *edge)
+    return _filtered(x, ("border",), border, g=g)
 
 
 def _slab_of(first, shape, slab_stops):
@@ -197,19 +216,20 @@ def _slab_of(first, shape, slab_stops):
     return np.searchsorted(slab_stops, row, side="right")
 
 
-def _bucket_firsts_in_slab(bucket, s, shape, slab_stops):
+def _bucket_firsts_in_slab(bucket, *, s, shape, slab_stops):
     first = bucket[2]
     return np.sort(first[_slab_of(first, shape, slab_stops) == s])
 
 
-def _resolve_bucket(bucket, offsets, shape, slab_stops, *slab_sorted):
+def _resolve_bucket(bucket, offsets, *slab_sorted, shape, slab_stops):
     values, _, first = bucket
     slab = _slab_of(first, shape, slab_stops)
     new = np.zeros(len(values), dtype=np.uint64)
     for s, sorted_first in enumerate(slab_sorted):
         sel = slab == s
         if sel.any():
-            new[sel] = np.uint64(offsets[s]) + np.searchsorted(sorted_first, first[sel]).astype(np.uint64) + np.uint64(1)
+            new[sel] = (np.uint64(offsets[s]) + np.uint64(1)
+                        + np.searchsorted(sorted_first, first[sel]).astype(np.uint64))
     return values, new
 
 
@@ -224,23 +244,22 @@ def relabel_sequential(labels) -> da.Array:
     from .segment import label_dtype
 
     x = _check_labels(labels)
-    d = dask.delayed
     max_value, nbuckets, edges = _buckets(x)
     dtype = label_dtype(max_value)
-    _, split = _per_chunk_parts(x, edges)
-    buckets = [
-        d(_merge_bucket, pure=True)(*[d(operator.getitem, pure=True)(split[idx], k)
-                                      for idx in np.ndindex(*x.numblocks)])
-        for k in range(nbuckets)
-    ]
+    g = _graph.Graph("relabel", x)
+    split = _chunk_parts(g, x, edges)
+    buckets = _bucket_tasks(g, split, x.numblocks, nbuckets)
     slab_stops = np.cumsum(x.chunks[0])
     nslabs = len(x.chunks[0])
     slab_sorted = [
-        d(np.sort, pure=True)(d(np.concatenate, pure=True)(
-            [d(_bucket_firsts_in_slab, pure=True)(b, s, x.shape, slab_stops) for b in buckets]))
+        g.task("slab", (s,), _sorted_concat, *[
+            g.task("slab-part", (s, k), _bucket_firsts_in_slab, b, s=s, shape=x.shape,
+                   slab_stops=slab_stops)
+            for k, b in enumerate(buckets)])
         for s in range(nslabs)
     ]
-    offsets = d(_offsets, pure=True)(*[d(len, pure=True)(s) for s in slab_sorted])
-    tables = [d(_resolve_bucket, pure=True)(b, offsets, x.shape, slab_stops, *slab_sorted)
-              for b in buckets]
-    return _apply(x, tables, split, nbuckets, dtype, tables)
+    offsets = g.task("offsets", (), _offsets, *[g.task("slab-n", (s,), _len, ss)
+                                                for s, ss in enumerate(slab_sorted)])
+    tables = [g.task("table", (k,), _resolve_bucket, b, offsets, *slab_sorted, shape=x.shape,
+                     slab_stops=slab_stops) for k, b in enumerate(buckets)]
+    return _apply(g, x, tables, split, nbuckets, dtype)

@@ -121,16 +121,18 @@ class Seeds:
         return np.stack(np.unravel_index(self.flat, self.shape), axis=1).astype(np.int64)
 
 
-def _seed_tasks(mask: da.Array, indices, halo, min_distance, footprint, sampling):
-    blocks = mask.to_delayed()
-    tasks = []
+def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampling):
+    """Run the seed kernel on the chunks ``indices`` with ``halo``; their results in order."""
+    graph = _graph.Graph("seeds", mask)
+    keys = []
     for index in indices:
-        padded, region, inner = _graph.padded_block(mask, index, halo, blocks)
-        tasks.append(dask.delayed(_seeds.seed_block, pure=True)(
-            padded, start=tuple(r.start for r in region), image_shape=mask.shape, core=inner,
-            min_distance=min_distance, footprint=footprint, sampling=sampling,
+        padded, region, inner = _graph.padded_block(graph, mask, index, halo)
+        keys.append(graph.task(
+            "seed", index, _seeds.seed_block, padded, start=tuple(r.start for r in region),
+            image_shape=mask.shape, core=inner, min_distance=min_distance, footprint=footprint,
+            sampling=sampling,
         ))
-    return tasks
+    return graph.compute(keys)
 
 
 def _chunk_of(flat: np.ndarray, shape, chunks) -> np.ndarray:
@@ -198,8 +200,7 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     pending = all_indices
     while pending:
         hh = needed[pending[0]]
-        tasks = _seed_tasks(mask, pending, (hh,) * mask.ndim, min_distance, footprint, sampling)
-        out = dask.compute(*tasks)
+        out = _seed_results(mask, pending, (hh,) * mask.ndim, min_distance, footprint, sampling)
         failed = []
         for idx, res in zip(pending, out):
             if res["ok"]:
@@ -301,7 +302,8 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
         hs = (_check_positive("halo", halo),) * mask.ndim
     outer = tuple(2 * h for h in hs)
 
-    # Seeds grouped by chunk of the mask's grid, each group one delayed literal.
+    # Seeds grouped by chunk of the mask's grid, each group one literal in the graph.
+    graph = _graph.Graph("watershed", mask)
     n = seeds.count
     ids = np.arange(1, n + 1, dtype=np.uint64)
     owner = _chunk_of(seeds.flat, mask.shape, mask.chunks) if n else np.empty(0, dtype=np.int64)
@@ -312,14 +314,12 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     for b, idx in enumerate(np.ndindex(*nblocks)):
         sel = order[bounds[b]:bounds[b + 1]]
         if len(sel):
-            groups[idx] = dask.delayed((seeds.flat[sel], ids[sel]), pure=True)
+            groups[idx] = graph.data("seeds", idx, (seeds.flat[sel], ids[sel]))
     origins = _graph.block_origins(mask.chunks)
     stops = [o + np.asarray(c) for o, c in zip(origins, mask.chunks)]
 
-    blocks = mask.to_delayed()
-    rows = np.empty(nblocks, dtype=object)
     for idx in np.ndindex(*nblocks):
-        padded, region, inner = _graph.padded_block(mask, idx, outer, blocks)
+        padded, region, inner = _graph.padded_block(graph, mask, idx, outer)
         near = []
         ranges = [
             range(int(np.searchsorted(stops[a], region[a].start, side="right")),
@@ -330,14 +330,10 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
             key = tuple(r[k] for r, k in zip(ranges, nb))
             if key in groups:
                 near.append(groups[key])
-        task = dask.delayed(_watershed_task, pure=True)(
-            padded, near, halo=max(hs), start=tuple(r.start for r in region),
-            image_shape=mask.shape, core=inner, sampling=sampling, block_index=idx,
-        )
-        shape = tuple(s.stop - s.start for s in inner)
-        rows[idx] = da.from_delayed(task, shape=shape, dtype=np.uint64,
-                                    meta=np.empty((0,) * mask.ndim, dtype=np.uint64))
-    return da.block(rows.tolist())
+        graph.task("labels", idx, _watershed_task, padded, near, halo=max(hs),
+                   start=tuple(r.start for r in region), image_shape=mask.shape, core=inner,
+                   sampling=sampling, block_index=idx)
+    return graph.array("labels", mask.chunks, np.uint64)
 
 
 # --------------------------------------------------------------------------- distance
@@ -368,18 +364,12 @@ def distance_transform_edt(mask, *, sampling=None, halo: int = 64) -> da.Array:
         mask = mask.astype(bool)
     sampling = _check_sampling(sampling, mask.ndim)
     halo = _check_positive("halo", halo)
-    blocks = mask.to_delayed()
-    rows = np.empty(mask.numblocks, dtype=object)
+    graph = _graph.Graph("distance", mask)
     for idx in np.ndindex(*mask.numblocks):
-        padded, region, inner = _graph.padded_block(mask, idx, (halo,) * mask.ndim, blocks)
-        task = dask.delayed(_distance_task, pure=True)(
-            padded, start=tuple(r.start for r in region), image_shape=mask.shape, core=inner,
-            sampling=sampling, block_index=idx,
-        )
-        shape = tuple(s.stop - s.start for s in inner)
-        rows[idx] = da.from_delayed(task, shape=shape, dtype=np.float64,
-                                    meta=np.empty((0,) * mask.ndim, dtype=np.float64))
-    return da.block(rows.tolist())
+        padded, region, inner = _graph.padded_block(graph, mask, idx, (halo,) * mask.ndim)
+        graph.task("distance", idx, _distance_task, padded, start=tuple(r.start for r in region),
+                   image_shape=mask.shape, core=inner, sampling=sampling, block_index=idx)
+    return graph.array("distance", mask.chunks, np.float64)
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -436,8 +426,12 @@ def foreground(image, threshold="otsu", *, smooth=None):
     return x > t, t
 
 
+METHODS_SEGMENT = ("watershed", "label")
+
+
 def segment(image, *, method: str = "watershed", threshold="otsu", min_distance: int = 10,
-            footprint: int = 3, sampling=None, halo="auto", smooth=None) -> da.Array:
+            footprint: int = 3, sampling=None, halo="auto", smooth=None,
+            connectivity: int = 1, min_size: int = 0) -> da.Array:
     """Segment nuclei chunk by chunk; labels equal the whole-image pipeline's.
 
     The pipeline is ``mask = image > t``; ``distance =
@@ -449,7 +443,9 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
     Parameters
     ----------
     image : (M, N[, P]) dask or numpy array
-    method : {"watershed"}
+    method : {"watershed", "label"}
+        ``"label"``: connected components of the mask instead
+        (``scipy.ndimage.label`` with ``connectivity``), see :func:`chunkseg.label`.
     threshold : str, number or callable
         A method of :data:`chunkseg.METHODS` (computed globally), a value, or
         a function of the (dask) image returning a value.
@@ -459,6 +455,9 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
     halo : "auto" or int
     smooth : float or sequence, optional
         Gaussian sigma applied before thresholding.
+    min_size : int
+        Remove objects smaller than this many pixels (whole-object size),
+        keeping ids 1..N.
 
     Returns
     -------
@@ -466,15 +465,31 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
         Seeds are found (and the threshold computed) when this is called;
         the watershed runs when the result is computed.
     """
-    if method != "watershed":
-        raise InputError(f"unknown method {method!r}; choose 'watershed'")
+    if method not in METHODS_SEGMENT:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS_SEGMENT)}")
     min_distance = _check_positive("min_distance", min_distance)
     footprint = _check_positive("footprint", footprint)
+    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
+        raise InputError(f"`min_size` must be a non-negative integer, got {min_size!r}")
     mask, _ = foreground(image, threshold, smooth=smooth)
+    if method == "label":
+        from .stitch import label as _label
+
+        labels = _label(mask, connectivity=connectivity)
+        return remove_small(labels, min_size, None)
     seeds = find_seeds(mask, min_distance=min_distance, footprint=footprint,
                        sampling=sampling, halo=halo)
     if seeds.count == 0:
         warnings.warn("no seeds: the threshold leaves no foreground; the labels are empty",
                       stacklevel=2)
     labels = watershed(mask, seeds, sampling=sampling, halo=halo, min_distance=min_distance)
-    return labels.astype(label_dtype(seeds.count))
+    return remove_small(labels.astype(label_dtype(seeds.count)), min_size, seeds.count)
+
+
+def remove_small(labels: da.Array, min_size: int, max_label: int | None) -> da.Array:
+    """``remove_small_objects`` when ``min_size`` asks for it, else the labels as they are."""
+    if not min_size:
+        return labels
+    from .relabel import remove_small_objects
+
+    return remove_small_objects(labels, min_size, max_label=max_label)

@@ -18,10 +18,6 @@ same ids: raster order of each component's first pixel) at every chunking:
 
 from __future__ import annotations
 
-import functools
-import operator
-
-import dask
 import dask.array as da
 import numpy as np
 from dask.graph_manipulation import bind
@@ -45,7 +41,12 @@ def _out_dtype(shape):
     return label_dtype(max_components(shape))
 
 
-def _bases(counts, raw_offset):
+def _face_pairs(slabs_a, slabs_b, base_a, base_b, first_a, first_b, *, offset, connectivity):
+    return _cc.face_pairs(slabs_a, slabs_b, offset, connectivity=connectivity, base_a=base_a,
+                          base_b=base_b, first_a=first_a, first_b=first_b)
+
+
+def _bases(counts, *, raw_offset):
     counts = np.asarray(counts, dtype=np.int64)
     return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) + np.int64(raw_offset)
 
@@ -90,7 +91,7 @@ def _keys_slab(keys, shape, slab_stops):
     return np.searchsorted(slab_stops, row, side="right")
 
 
-def _resolve_slab(union, slab, sorted_keys, offsets, shape, slab_stops):
+def _resolve_slab(union, sorted_keys, offsets, *, slab, shape, slab_stops):
     """Final ids of the merged components whose first pixel lies in ``slab``."""
     _, keys = union
     keys = np.unique(keys)
@@ -98,8 +99,9 @@ def _resolve_slab(union, slab, sorted_keys, offsets, shape, slab_stops):
     return keys, offsets[slab] + np.searchsorted(sorted_keys, keys) + 1
 
 
-def _chunk_table(n, first, subset, slab_sorted, slab_offset, resolved):
+def _chunk_table(n, first, subset, slab_sorted, offsets, resolved, *, slab):
     """final id of each local label (index 0 -> 0)."""
+    slab_offset = offsets[slab]
     table = np.zeros(n + 1, dtype=np.uint64)
     if n == 0:
         return table
@@ -165,6 +167,14 @@ def _total(offsets):
     return int(offsets[-1])
 
 
+def _getitem(obj, i):
+    return obj[i]
+
+
+def _barrier(*_):
+    return None
+
+
 def _label(mask, connectivity, _raw_offset):
     x = _graph.as_dask(mask)
     check_image_array(x.shape, x.dtype, name="mask")
@@ -179,20 +189,19 @@ def _label(mask, connectivity, _raw_offset):
     nblocks = x.numblocks
     indices = list(np.ndindex(*nblocks))
     origins = _graph.block_origins(x.chunks)
-    blocks = x.to_delayed()
-    d = dask.delayed
+    g = _graph.Graph("label", x)
 
-    labelled, counts, firsts, slabs = {}, {}, {}, {}
+    counts, firsts, slabs = {}, {}, {}
     for idx in indices:
-        lab = d(_cc.label_block, pure=True)(blocks[idx], connectivity=connectivity)
-        labels_c = d(operator.getitem, pure=True)(lab, 0)
-        counts[idx] = d(operator.getitem, pure=True)(lab, 1)
+        lab = g.task("local", idx, _cc.label_block, (x.name, *idx), connectivity=connectivity)
+        labels_c = g.task("local-labels", idx, _getitem, lab, 0)
+        counts[idx] = g.task("count", idx, _getitem, lab, 1)
         origin = tuple(int(origins[a][i]) for a, i in enumerate(idx))
-        firsts[idx] = d(_cc.first_pixels, pure=True)(labels_c, counts[idx], origin=origin,
-                                                        image_shape=shape)
-        slabs[idx] = d(_cc.boundary_slabs, pure=True)(labels_c)
-    bases_all = d(_bases, pure=True)([counts[i] for i in indices], _raw_offset)
-    bases = {idx: d(operator.getitem, pure=True)(bases_all, k) for k, idx in enumerate(indices)}
+        firsts[idx] = g.task("first", idx, _cc.first_pixels, labels_c, counts[idx],
+                             origin=origin, image_shape=shape)
+        slabs[idx] = g.task("slabs", idx, _cc.boundary_slabs, labels_c)
+    bases_all = g.task("bases", (), _bases, [counts[i] for i in indices], raw_offset=_raw_offset)
+    bases = {idx: g.task("base", idx, _getitem, bases_all, k) for k, idx in enumerate(indices)}
 
     pairs = []
     for idx in indices:
@@ -200,37 +209,39 @@ def _label(mask, connectivity, _raw_offset):
             nb = tuple(i + o for i, o in zip(idx, off))
             if any(n < 0 or n >= m for n, m in zip(nb, nblocks)):
                 continue
-            pairs.append(d(_cc.face_pairs, pure=True)(
-                slabs[idx], slabs[nb], off, connectivity=connectivity, base_a=bases[idx],
-                base_b=bases[nb], first_a=firsts[idx], first_b=firsts[nb]))
-    union = d(_merge_all, pure=True)(*pairs)
+            pairs.append(g.task(
+                "pairs", idx + off, _face_pairs, slabs[idx], slabs[nb], bases[idx], bases[nb],
+                firsts[idx], firsts[nb], offset=off, connectivity=connectivity))
+    union = g.task("union", (), _merge_all, *pairs)
 
-    subsets = {idx: d(_face_subset, pure=True)(union, bases[idx], counts[idx]) for idx in indices}
-    owned = {idx: d(_owned_keys, pure=True)(firsts[idx], subsets[idx]) for idx in indices}
+    subsets = {idx: g.task("subset", idx, _face_subset, union, bases[idx], counts[idx])
+               for idx in indices}
+    owned = {idx: g.task("owned", idx, _owned_keys, firsts[idx], subsets[idx]) for idx in indices}
     nslabs = nblocks[0]
     slab_stops = np.cumsum(x.chunks[0])
     slab_sorted = [
-        d(_concat_sorted, pure=True)(*[owned[i] for i in indices if i[0] == s]) for s in range(nslabs)
-    ]
-    offsets = d(_slab_offsets, pure=True)(*slab_sorted)
-    resolved = d(_concat_resolved, pure=True)(*[
-        d(_resolve_slab, pure=True)(union, s, slab_sorted[s], offsets, shape, slab_stops)
+        g.task("slab", (s,), _concat_sorted, *[owned[i] for i in indices if i[0] == s])
         for s in range(nslabs)
-    ])
+    ]
+    offsets = g.task("offsets", (), _slab_offsets, *slab_sorted)
+    resolved_parts = [
+        g.task("resolve", (s,), _resolve_slab, union, slab_sorted[s], offsets, slab=s,
+               shape=shape, slab_stops=slab_stops)
+        for s in range(nslabs)
+    ]
+    resolved = g.task("resolved", (), _concat_resolved, *resolved_parts)
     tables = {
-        idx: d(_chunk_table, pure=True)(
-            counts[idx], firsts[idx], subsets[idx], slab_sorted[idx[0]],
-            d(operator.getitem, pure=True)(offsets, idx[0]), resolved)
+        idx: g.task("table", idx, _chunk_table, counts[idx], firsts[idx], subsets[idx],
+                    slab_sorted[idx[0]], offsets, resolved, slab=idx[0])
         for idx in indices
     }
-    # Read the input again for the final pass, only once every table exists.
-    again = bind(x, list(tables.values()))
-    again_blocks = again.to_delayed()
-    rows = np.empty(nblocks, dtype=object)
+    total = g.task("total", (), _total, offsets)
+    barrier = g.delayed(g.task("barrier", (), _barrier, *tables.values(), total))
+    # Read the input again for the final pass, only once every table exists,
+    # so that no label block waits in memory across the barrier.
+    again = bind(x, barrier)
+    out = _graph.Graph("label-out", again, barrier)
     for idx in indices:
-        task = d(_relabel_block, pure=True)(again_blocks[idx], tables[idx],
-                                            connectivity=connectivity, dtype=dtype)
-        shape_c = tuple(c[i] for c, i in zip(x.chunks, idx))
-        rows[idx] = da.from_delayed(task, shape=shape_c, dtype=dtype,
-                                    meta=np.empty((0,) * x.ndim, dtype=dtype))
-    return da.block(rows.tolist()), d(_total, pure=True)(offsets)
+        out.task("labels", idx, _relabel_block, (again.name, *idx), tables[idx],
+                 connectivity=connectivity, dtype=dtype)
+    return out.array("labels", x.chunks, dtype), g.delayed(total)
