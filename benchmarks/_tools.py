@@ -91,6 +91,50 @@ def naive_map_overlap(path, out, min_distance, depth):
     return {}
 
 
+def _store_labels(labels, out):
+    import dask.array as da
+    import zarr
+
+    z = zarr.create_array(out, shape=labels.shape, chunks=tuple(c[0] for c in labels.chunks),
+                          dtype=labels.dtype, overwrite=True)
+    da.store(labels, z, lock=False)
+
+
+def chunkseg_label(path, out, threshold, workers):
+    import chunkseg
+    from chunkseg.cluster import scheduler
+
+    with scheduler("processes", workers=int(workers)):
+        labels, count = __import__("chunkseg.stitch", fromlist=["x"]).label_with_count(
+            chunkseg.open_image(path) > int(threshold))
+        _store_labels(labels, out)
+    return {}
+
+
+def daskimage_label(path, out, threshold, workers):
+    import dask_image.ndmeasure
+
+    import chunkseg
+    from chunkseg.cluster import scheduler
+
+    with scheduler("processes", workers=int(workers)):
+        labels, n = dask_image.ndmeasure.label(chunkseg.open_image(path) > int(threshold))
+        _store_labels(labels, out)
+    return {}
+
+
+def scipy_label(path, out, threshold):
+    import scipy.ndimage as ndi
+    import zarr
+
+    image = zarr.open_array(path, mode="r")[:]
+    t0 = time.perf_counter()
+    labels, n = ndi.label(image > int(threshold))
+    elapsed = time.perf_counter() - t0
+    np.save(out, labels)
+    return {"objects": int(n), "compute_s": elapsed}
+
+
 if __name__ == "__main__":
     name, *args = sys.argv[1:]
     print(json.dumps(globals()[name](*args)))

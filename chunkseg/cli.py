@@ -104,8 +104,12 @@ def _spacing(value: str):
 
 
 def _add_segment_options(p) -> None:
-    p.add_argument("--method", default="watershed", choices=["watershed"],
-                   help="watershed (default)")
+    p.add_argument("--method", default="watershed", choices=["watershed", "label"],
+                   help="watershed (default) or label (connected components of the mask)")
+    p.add_argument("--min-size", type=int, default=0, metavar="PIXELS",
+                   help="remove objects smaller than this (whole-object size); ids stay 1..N")
+    p.add_argument("--connectivity", type=int, default=1,
+                   help="for --method label: 1 (faces) .. ndim (faces, edges, corners)")
     p.add_argument("--threshold", type=_threshold, default="otsu",
                    help="otsu, li, yen, isodata, minimum, triangle, mean, or a value (default otsu)")
     p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
@@ -156,6 +160,7 @@ def cmd_segment(args) -> int:
         threshold=args.threshold, smooth=args.smooth, min_distance=args.min_distance,
         footprint=args.footprint, spacing=args.spacing, halo=args.halo, chunks=args.chunks,
         scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
+        min_size=args.min_size, connectivity=args.connectivity,
     )
     print(report.summary())
     return 0

@@ -15,7 +15,17 @@ import numpy as np
 from . import __version__
 from . import io as _io
 from .cluster import scheduler as _scheduler
-from .segment import _check_positive, _check_sampling, find_seeds, foreground, label_dtype, watershed
+from .segment import (
+    METHODS_SEGMENT,
+    _check_positive,
+    _check_sampling,
+    find_seeds,
+    foreground,
+    label_dtype,
+    remove_small,
+    watershed,
+)
+from .stitch import label_with_count
 from ._validate import InputError
 
 log = logging.getLogger(__name__)
@@ -66,7 +76,8 @@ def _parse_chunks(chunks, ndim: int):
 def run_segment(input, output, *, level: int = 0, channel=None, method: str = "watershed",
                 threshold="otsu", smooth=None, min_distance: int = 10, footprint: int = 3,
                 spacing=None, halo="auto", chunks=None, scheduler: str = "threads",
-                workers: int | None = None, overwrite: bool = False) -> SegmentReport:
+                workers: int | None = None, overwrite: bool = False, min_size: int = 0,
+                connectivity: int = 1) -> SegmentReport:
     """Segment ``input`` into a label store at ``output`` and report.
 
     Everything is checked before any pixel is read; the output is marked
@@ -74,8 +85,10 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if method != "watershed":
-        raise InputError(f"unknown method {method!r}; choose watershed")
+    if method not in METHODS_SEGMENT:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS_SEGMENT)}")
+    if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 0:
+        raise InputError(f"--min-size must be a non-negative integer, got {min_size!r}")
     min_distance = _check_positive("--min-distance", min_distance)
     footprint = _check_positive("--footprint", footprint)
     if halo != "auto":
@@ -96,15 +109,27 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
         mask, tval = foreground(image, threshold, smooth=smooth)
         timings["threshold"] = time.perf_counter() - t
         t = time.perf_counter()
-        seeds = find_seeds(mask, min_distance=min_distance, footprint=footprint,
-                           sampling=sampling, halo=halo)
-        timings["seeds"] = time.perf_counter() - t
-        if seeds.count == 0:
+        seeds = None
+        if method == "watershed":
+            seeds = find_seeds(mask, min_distance=min_distance, footprint=footprint,
+                               sampling=sampling, halo=halo)
+            timings["seeds"] = time.perf_counter() - t
+            count = seeds.count
+            labels = watershed(mask, seeds, sampling=sampling, halo=halo,
+                               min_distance=min_distance).astype(label_dtype(count))
+        else:
+            labels, count_delayed = label_with_count(mask, connectivity=connectivity)
+            count = None
+        if count == 0:
             warnings.warn("the threshold leaves no foreground: the label image is empty",
                           stacklevel=2)
-        dtype = label_dtype(seeds.count)
-        labels = watershed(mask, seeds, sampling=sampling, halo=halo,
-                           min_distance=min_distance).astype(dtype)
+        if min_size:
+            if count is None:  # connected components: count them first (a cheap pass)
+                count = int(count_delayed.compute())
+                timings["components"] = time.perf_counter() - t
+            labels = remove_small(labels, min_size, count)
+            count = None  # known once written
+        dtype = labels.dtype
         t = time.perf_counter()
         out_chunks = tuple(max(c) for c in labels.chunks)
         labels = labels.rechunk(out_chunks)
@@ -113,19 +138,27 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
             "input": str(input), "level": level, "channel": channel, "method": method,
             "threshold": threshold if isinstance(threshold, str) else float(threshold),
             "smooth": smooth, "min_distance": min_distance, "footprint": footprint,
+            "min_size": min_size, "connectivity": connectivity,
             "spacing": list(sampling) if sampling else None, "halo": halo,
             "chunks": list(out_chunks), "version": __version__,
         }
         scale = info.scale[-image.ndim:] if info.scale else sampling
         array = _io.create_labels(output, shape=labels.shape, chunks=out_chunks, dtype=dtype,
                                   axes=spatial, scale=scale, attrs={"params": params})
-        da.store(labels, array, lock=False)
-        timings["watershed+write"] = time.perf_counter() - t
+        store = da.store(labels, array, lock=False, compute=False)
+        if count is None and method == "label" and not min_size:
+            _, count = dask.compute(store, count_delayed)
+        else:
+            store.compute()
+        if count is None:  # after a size filter: ids are 1..N, so N is the maximum
+            count = int(da.from_zarr(array).max().compute())
+        timings[f"{method}+write"] = time.perf_counter() - t
     report = SegmentReport(
-        output=str(output), objects=seeds.count, threshold=float(np.asarray(tval)),
+        output=str(output), objects=int(count), threshold=float(np.asarray(tval)),
         shape=tuple(labels.shape), chunks=out_chunks, dtype=str(dtype),
-        seed_halo=seeds.halo, watershed_halo=halo, max_distance=seeds.max_distance,
-        undecided_seeds=seeds.undecided, timings=timings,
+        seed_halo=seeds.halo if seeds else None, watershed_halo=halo,
+        max_distance=seeds.max_distance if seeds else None,
+        undecided_seeds=seeds.undecided if seeds else 0, timings=timings,
     )
     import zarr
 

@@ -191,3 +191,28 @@ def test_demo(capsys, tmp_path):
     from chunkseg import open_labels
 
     assert open_labels(tmp_path / "demo" / "labels.zarr").shape == (1024, 1024)
+
+
+def test_segment_method_label_and_min_size(capsys, tmp_path):
+    import scipy.ndimage as ndi
+    from skimage.filters import threshold_otsu
+    from skimage.morphology import remove_small_objects
+    from skimage.segmentation import relabel_sequential
+
+    from chunkseg import open_labels
+
+    from ._reference import reference
+
+    path, image = _syn_store(tmp_path)
+    want = ndi.label(image > threshold_otsu(image))[0]
+    assert main(["segment", str(path), str(tmp_path / "cc.zarr"), "--method", "label", "--chunks", "70"]) == 0
+    assert capsys.readouterr().out.startswith(f"{want.max()} objects")
+    np.testing.assert_array_equal(open_labels(tmp_path / "cc.zarr").compute(), want)
+    small = relabel_sequential(remove_small_objects(want, max_size=199))[0]
+    assert main(["segment", str(path), str(tmp_path / "cc2.zarr"), "--method", "label", "--min-size", "200"]) == 0
+    assert capsys.readouterr().out.startswith(f"{small.max()} objects")
+    np.testing.assert_array_equal(open_labels(tmp_path / "cc2.zarr").compute(), small)
+    _, _, ws = reference(image, min_distance=6)
+    ws_small = relabel_sequential(remove_small_objects(ws, max_size=99))[0]
+    assert main(["segment", str(path), str(tmp_path / "ws.zarr"), "--min-distance", "6", "--min-size", "100"]) == 0
+    assert capsys.readouterr().out.startswith(f"{ws_small.max()} objects")
