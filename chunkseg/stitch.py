@@ -41,13 +41,14 @@ def _out_dtype(shape):
     return label_dtype(max_components(shape))
 
 
-def _face_pairs(slabs_a, slabs_b, base_a, base_b, first_a, first_b, *, offset, connectivity):
-    return _cc.face_pairs(slabs_a, slabs_b, offset, connectivity=connectivity, base_a=base_a,
-                          base_b=base_b, first_a=first_a, first_b=first_b)
+def _face_pairs(summary_a, summary_b, bases, *, offset, connectivity, a, b):
+    return _cc.face_pairs(summary_a[2], summary_b[2], offset, connectivity=connectivity,
+                          base_a=int(bases[a]), base_b=int(bases[b]), first_a=summary_a[1],
+                          first_b=summary_b[1])
 
 
-def _bases(counts, *, raw_offset):
-    counts = np.asarray(counts, dtype=np.int64)
+def _bases(summaries, *, raw_offset):
+    counts = np.asarray([s[0] for s in summaries], dtype=np.int64)
     return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) + np.int64(raw_offset)
 
 
@@ -64,9 +65,10 @@ def _face_subset(union, base, n):
     return ids[lo:hi] - base, keys[lo:hi]  # local labels, component keys
 
 
-def _owned_keys(first, subset):
+def _owned_keys(summary, union, bases, *, k):
     """Keys of the components whose first pixel lies in this chunk (sorted)."""
-    local, keys = subset
+    n, first, _ = summary
+    local, keys = _face_subset(union, int(bases[k]), n)
     own = first.copy()
     # a face label belongs to its component; it is owned here only if the
     # component's first pixel is this label's first pixel
@@ -99,8 +101,10 @@ def _resolve_slab(union, sorted_keys, offsets, *, slab, shape, slab_stops):
     return keys, offsets[slab] + np.searchsorted(sorted_keys, keys) + 1
 
 
-def _chunk_table(n, first, subset, slab_sorted, offsets, resolved, *, slab):
+def _chunk_table(summary, union, bases, slab_sorted, offsets, resolved, *, slab, k):
     """final id of each local label (index 0 -> 0)."""
+    n, first, _ = summary
+    subset = _face_subset(union, int(bases[k]), n)
     slab_offset = offsets[slab]
     table = np.zeros(n + 1, dtype=np.uint64)
     if n == 0:
@@ -167,6 +171,13 @@ def _total(offsets):
     return int(offsets[-1])
 
 
+def _local_summary(block, *, connectivity, origin, image_shape):
+    """(count, first pixels, boundary planes) of one chunk's own labelling."""
+    labels, n = _cc.label_block(block, connectivity=connectivity)
+    first = _cc.first_pixels(labels, n, origin=origin, image_shape=image_shape)
+    return n, first, _cc.boundary_slabs(labels)
+
+
 def _getitem(obj, i):
     return obj[i]
 
@@ -188,20 +199,18 @@ def _label(mask, connectivity, _raw_offset):
     dtype = _out_dtype(shape)
     nblocks = x.numblocks
     indices = list(np.ndindex(*nblocks))
+    order = {idx: k for k, idx in enumerate(indices)}
     origins = _graph.block_origins(x.chunks)
     g = _graph.Graph("label", x)
 
-    counts, firsts, slabs = {}, {}, {}
+    summaries = {}
     for idx in indices:
-        lab = g.task("local", idx, _cc.label_block, (x.name, *idx), connectivity=connectivity)
-        labels_c = g.task("local-labels", idx, _getitem, lab, 0)
-        counts[idx] = g.task("count", idx, _getitem, lab, 1)
+        # one task per chunk keeps the label block local; only its summary travels
         origin = tuple(int(origins[a][i]) for a, i in enumerate(idx))
-        firsts[idx] = g.task("first", idx, _cc.first_pixels, labels_c, counts[idx],
-                             origin=origin, image_shape=shape)
-        slabs[idx] = g.task("slabs", idx, _cc.boundary_slabs, labels_c)
-    bases_all = g.task("bases", (), _bases, [counts[i] for i in indices], raw_offset=_raw_offset)
-    bases = {idx: g.task("base", idx, _getitem, bases_all, k) for k, idx in enumerate(indices)}
+        summary = g.task("local", idx, _local_summary, (x.name, *idx), connectivity=connectivity,
+                         origin=origin, image_shape=shape)
+        summaries[idx] = summary
+    bases_all = g.task("bases", (), _bases, [summaries[i] for i in indices], raw_offset=_raw_offset)
 
     pairs = []
     for idx in indices:
@@ -210,13 +219,12 @@ def _label(mask, connectivity, _raw_offset):
             if any(n < 0 or n >= m for n, m in zip(nb, nblocks)):
                 continue
             pairs.append(g.task(
-                "pairs", idx + off, _face_pairs, slabs[idx], slabs[nb], bases[idx], bases[nb],
-                firsts[idx], firsts[nb], offset=off, connectivity=connectivity))
+                "pairs", idx + off, _face_pairs, summaries[idx], summaries[nb], bases_all,
+                offset=off, connectivity=connectivity, a=order[idx], b=order[nb]))
     union = g.task("union", (), _merge_all, *pairs)
 
-    subsets = {idx: g.task("subset", idx, _face_subset, union, bases[idx], counts[idx])
-               for idx in indices}
-    owned = {idx: g.task("owned", idx, _owned_keys, firsts[idx], subsets[idx]) for idx in indices}
+    owned = {idx: g.task("owned", idx, _owned_keys, summaries[idx], union, bases_all, k=order[idx])
+             for idx in indices}
     nslabs = nblocks[0]
     slab_stops = np.cumsum(x.chunks[0])
     slab_sorted = [
@@ -231,8 +239,8 @@ def _label(mask, connectivity, _raw_offset):
     ]
     resolved = g.task("resolved", (), _concat_resolved, *resolved_parts)
     tables = {
-        idx: g.task("table", idx, _chunk_table, counts[idx], firsts[idx], subsets[idx],
-                    slab_sorted[idx[0]], offsets, resolved, slab=idx[0])
+        idx: g.task("table", idx, _chunk_table, summaries[idx], union, bases_all,
+                    slab_sorted[idx[0]], offsets, resolved, slab=idx[0], k=order[idx])
         for idx in indices
     }
     total = g.task("total", (), _total, offsets)
