@@ -3,8 +3,11 @@
     python benchmarks/run.py [--quick] [--json OUT] [--case NAME ...]
 
 Every measured program runs in its own process (benchmarks/_tools.py); wall
-time includes start-up, and peak memory is the largest sum of the RSS of that
-process and its children (worker processes included). Each tool runs
+time includes interpreter start-up, imports and cluster start; compute time
+is what the tool spends after that (reading the input included). Peak memory
+is the largest sum of the RSS of that process and its children (worker
+processes included). The reference is scikit-image (or scipy for label) on
+the whole image in memory. Each tool runs
 ``--repeat`` times and the median is reported. Fidelity sits next to speed:
 label agreement on foreground pixels and object F1 (IoU > 0.5) against the
 whole-image scikit-image result, so a fast but wrong method cannot look good.
@@ -47,8 +50,17 @@ def _input(shape, chunks, seed=0):
 def _median_run(args, repeat):
     runs = [_measure.python(TOOLS, *args) for _ in range(repeat)]
     wall = statistics.median(r["wall_s"] for r in runs)
+    compute = statistics.median(r["result"].get("compute_s", r["wall_s"]) for r in runs)
     peak = max(r["peak_bytes"] for r in runs)
-    return {"wall_s": wall, "peak_bytes": peak, "result": runs[-1]["result"], "runs": [r["wall_s"] for r in runs]}
+    return {"wall_s": wall, "compute_s": compute, "peak_bytes": peak, "result": runs[-1]["result"],
+            "runs": [r["wall_s"] for r in runs]}
+
+
+def _row(case, tool, r, ref, px, fidelity):
+    return {"case": case, "tool": tool, "time_s": r["wall_s"], "compute_s": r["compute_s"],
+            "mpx_s": px / r["wall_s"] / 1e6, "peak_gb": r["peak_bytes"] / 1e9,
+            "ratio_vs_skimage": ref["wall_s"] / r["wall_s"],
+            "compute_ratio": ref["compute_s"] / r["compute_s"], "fidelity": fidelity}
 
 
 def _fidelity(labels, reference):
@@ -71,12 +83,10 @@ def case_threshold(quick, repeat):
     rows = []
     cs = _median_run(["chunkseg_otsu", path, 2], repeat)
     sk = _median_run(["skimage_otsu", path], repeat)
-    for tool, r in [("chunkseg", cs), ("scikit-image", sk)]:
-        rows.append({"case": f"otsu {'x'.join(map(str, shape))} uint8", "tool": tool,
-                     "time_s": r["wall_s"], "mpx_s": px / r["wall_s"] / 1e6,
-                     "peak_gb": r["peak_bytes"] / 1e9, "value": r["result"]["threshold"],
-                     "ratio_vs_skimage": sk["wall_s"] / r["wall_s"],
-                     "fidelity": "identical" if r["result"]["threshold"] == sk["result"]["threshold"] else "DIFFERS"})
+    for tool, r in [("chunkseg (2 processes)", cs), ("scikit-image (loads it whole)", sk)]:
+        same = r["result"]["threshold"] == sk["result"]["threshold"]
+        rows.append(_row(f"otsu {'x'.join(map(str, shape))} uint8", tool, r, sk, px,
+                         f"{'identical' if same else 'DIFFERS'}: {r['result']['threshold']:g}"))
     return rows
 
 
@@ -99,9 +109,7 @@ def _segment_case(shape, chunks, min_distance, repeat, label, naive_depth):
         results[tool] = (r, _fidelity(labels, reference))
     results["scikit-image (whole image)"] = (sk, {"agreement": 1.0, "f1": 1.0})
     for tool, (r, fid) in results.items():
-        rows.append({"case": label, "tool": tool, "time_s": r["wall_s"], "mpx_s": px / r["wall_s"] / 1e6,
-                     "peak_gb": r["peak_bytes"] / 1e9, "ratio_vs_skimage": sk["wall_s"] / r["wall_s"],
-                     "fidelity": f"{100 * fid['agreement']:.3f}% px, F1 {fid['f1']:.4f}"})
+        rows.append(_row(label, tool, r, sk, px, f"{100 * fid['agreement']:.3f}% px, F1 {fid['f1']:.4f}"))
     return rows
 
 
@@ -126,8 +134,10 @@ def _label_case(shape, chunks, repeat, label):
     rows = []
     results = {}
     for tool, args, out in [
-        ("chunkseg label (2 processes)", ["chunkseg_label", path, OUT / "cs_label.zarr", 60, 2], OUT / "cs_label.zarr"),
-        ("dask-image ndmeasure.label (2 processes)", ["daskimage_label", path, OUT / "di_label.zarr", 60, 2], OUT / "di_label.zarr"),
+        ("chunkseg label (2 threads)", ["chunkseg_label", path, OUT / "cs_label.zarr", 60, "threads", 2], OUT / "cs_label.zarr"),
+        ("dask-image ndmeasure.label (2 threads)", ["daskimage_label", path, OUT / "di_label.zarr", 60, "threads", 2], OUT / "di_label.zarr"),
+        ("chunkseg label (2 processes)", ["chunkseg_label", path, OUT / "cs_label.zarr", 60, "processes", 2], OUT / "cs_label.zarr"),
+        ("dask-image ndmeasure.label (2 processes)", ["daskimage_label", path, OUT / "di_label.zarr", 60, "processes", 2], OUT / "di_label.zarr"),
     ]:
         r = _median_run(args, repeat)
         labels = zarr.open_array(str(out), mode="r")[:]
@@ -136,10 +146,8 @@ def _label_case(shape, chunks, repeat, label):
         results[tool] = (r, fid)
     results["scipy.ndimage.label (in memory)"] = (sp, {"agreement": 1.0, "f1": 1.0, "identical": True})
     for tool, (r, fid) in results.items():
-        rows.append({"case": label, "tool": tool, "time_s": r["wall_s"], "mpx_s": px / r["wall_s"] / 1e6,
-                     "peak_gb": r["peak_bytes"] / 1e9, "ratio_vs_skimage": sp["wall_s"] / r["wall_s"],
-                     "fidelity": ("identical ids" if fid["identical"] else
-                                  f"{100 * fid['agreement']:.3f}% px, F1 {fid['f1']:.4f}, ids differ")})
+        rows.append(_row(label, tool, r, sp, px, "identical ids" if fid["identical"] else
+                         f"{100 * fid['agreement']:.3f}% px, F1 {fid['f1']:.4f}, ids differ"))
     return rows
 
 
@@ -153,9 +161,12 @@ CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": 
 
 
 def _table(rows):
-    cols = ["case", "tool", "time_s", "mpx_s", "ratio_vs_skimage", "peak_gb", "fidelity"]
-    head = ["case", "tool", "time (s)", "Mpx/s", "speed-up vs skimage", "peak mem (GB)", "fidelity vs skimage"]
-    fmt = {"time_s": "{:.2f}", "mpx_s": "{:.1f}", "ratio_vs_skimage": "{:.2f}x", "peak_gb": "{:.2f}"}
+    cols = ["case", "tool", "time_s", "compute_s", "mpx_s", "ratio_vs_skimage", "compute_ratio",
+            "peak_gb", "fidelity"]
+    head = ["case", "tool", "wall (s)", "compute (s)", "Mpx/s (wall)", "speed-up vs reference (wall)",
+            "(compute)", "peak mem (GB)", "fidelity vs reference"]
+    fmt = {"time_s": "{:.2f}", "compute_s": "{:.2f}", "mpx_s": "{:.1f}", "ratio_vs_skimage": "{:.2f}x",
+           "compute_ratio": "{:.2f}x", "peak_gb": "{:.2f}"}
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(fmt.get(c, "{}").format(r[c]) for c in cols) + " |")

@@ -123,17 +123,44 @@ def image_histogram(image, nbins: int = 256, *, value_range=None):
     return counts, centers
 
 
+def range_and_histogram(image, nbins: int = 256):
+    """``(min, max, counts, bin_centers)`` in as few passes as the dtype allows.
+
+    8- and 16-bit integer images take one pass: an exact bincount over the
+    whole dtype range, trimmed to the values present. Others take two: the
+    range, then the histogram over it. ``counts`` and ``bin_centers`` are
+    those of :func:`image_histogram` (``None`` for a constant image).
+    """
+    x = _prepare(image)
+    if x.dtype.kind in "iu" and x.dtype.itemsize <= 2:
+        info = np.iinfo(x.dtype)
+        length = int(info.max) - int(info.min) + 1
+        full = _graph.summed_partials(
+            x, _hk.bincount, length, np.int64, kwargs={"offset": int(info.min), "length": length}
+        ).compute()
+        present = np.flatnonzero(full)
+        first, last = int(present[0]), int(present[-1])
+        lo, hi = x.dtype.type(first + int(info.min)), x.dtype.type(last + int(info.min))
+        if lo == hi:
+            return lo, hi, None, None
+        return lo, hi, full[first:last + 1], np.arange(int(lo), int(hi) + 1)
+    lo, hi = image_range(x)
+    if lo == hi:
+        return lo, hi, None, None
+    counts, centers = image_histogram(x, nbins, value_range=(lo, hi))
+    return lo, hi, counts, centers
+
+
 def _histogram_method(skimage_func: Callable, image, nbins, hist, *, normalize=False, **kwargs):
     """Run a histogram-based scikit-image threshold on the chunked histogram."""
     if hist is not None:
         return _call_skimage(skimage_func, None, hist=hist, nbins=nbins, **kwargs)
     x = _prepare(image)
-    lo, hi = image_range(x)
+    lo, hi, counts, centers = range_and_histogram(x, nbins)
     if lo == hi:
         # A constant image: the answer depends on the value and dtype only, and
         # scikit-image treats it specially; ask it on one pixel.
         return _call_skimage(skimage_func, np.full(1, lo, dtype=x.dtype), nbins=nbins, **kwargs)
-    counts, centers = image_histogram(x, nbins, value_range=(lo, hi))
     if normalize:
         counts = counts / np.sum(counts)
     return _call_skimage(skimage_func, None, hist=(counts, centers), nbins=nbins, **kwargs)
@@ -239,10 +266,9 @@ def threshold_triangle(image, nbins=256):
        741-753, 1977. :DOI:`10.1177/25.7.70454`
     """
     x = _prepare(image)
-    lo, hi = image_range(x)
+    lo, hi, counts, centers = range_and_histogram(x, nbins)
     if lo == hi:
         return lo
-    counts, centers = image_histogram(x, nbins, value_range=(lo, hi))
     return _triangle_from_histogram(counts, centers)
 
 
@@ -282,7 +308,9 @@ def threshold_mean(image):
     """
     x = _prepare(image)
     if x.dtype.kind in "iu":
-        counts, centers = image_histogram(x)
+        lo, hi, counts, centers = range_and_histogram(x)
+        if lo == hi:
+            return np.float64(lo)
         total = int(np.dot(counts.astype(object), centers.astype(object)))
         return np.float64(total) / np.float64(int(counts.sum()))
     return x.dtype.type(x.mean(dtype=np.float64).compute())
@@ -313,11 +341,14 @@ def threshold_li(image, *, tolerance=None, initial_guess=None, iter_callback=Non
        :DOI:`10.1016/S0167-8655(98)00057-9`
     """
     x = _prepare(image)
+    if x.dtype.kind in "iu":
+        lo, hi, counts, centers = range_and_histogram(x)
+        if lo == hi:
+            return lo
+        return _li_integer(x, lo, hi, counts, centers, tolerance, initial_guess, iter_callback)
     lo, hi = image_range(x)
     if lo == hi:
         return lo
-    if x.dtype.kind in "iu":
-        return _li_integer(x, lo, hi, tolerance, initial_guess, iter_callback)
     return _li_float(x, lo, hi, tolerance, initial_guess, iter_callback)
 
 
@@ -340,8 +371,7 @@ def _li_start(shifted, mean_shifted, lo, hi_shifted, initial_guess, dtype):
     )
 
 
-def _li_integer(x, lo, hi, tolerance, initial_guess, iter_callback):
-    counts, centers = image_histogram(x, value_range=(lo, hi))
+def _li_integer(x, lo, hi, counts, centers, tolerance, initial_guess, iter_callback):
     present = counts > 0
     # scikit-image shifts the image in its own dtype (wrapping for signed
     # types whose range exceeds the dtype); do the same on the values.
