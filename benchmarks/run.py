@@ -156,8 +156,22 @@ def case_label2d(quick, repeat):
     return _label_case(shape, (1024, 1024), repeat, f"label {'x'.join(map(str, shape))} mask")
 
 
+def case_label3d(quick, repeat):
+    """Memory stays flat as the volume grows: chunkseg label on 128^3 chunks."""
+    sizes = [128, 256] if quick else [256, 512, 1024]
+    rows = []
+    for n in sizes:
+        shape = (n, n, n)
+        path = _input(shape, (128, 128, 128))
+        px = float(np.prod(shape))
+        cs = _median_run(["chunkseg_label", path, OUT / "cs_label3d.zarr", 60, "processes", 2], repeat)
+        rows.append(_row(f"label {n}^3 mask", "chunkseg label (2 processes)", cs, cs, px,
+                         "(see 2D cases for identity)"))
+    return rows
+
+
 CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": case_segment3d,
-         "label2d": case_label2d}
+         "label2d": case_label2d, "label3d": case_label3d}
 
 
 def _table(rows):

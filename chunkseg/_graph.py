@@ -87,6 +87,16 @@ def _assemble(*blocks, shape, dtype, placements):
     return out
 
 
+def getitem(obj, i):
+    """``obj[i]`` as a task."""
+    return obj[i]
+
+
+def barrier(*_):
+    """A task that waits for its arguments and returns nothing."""
+    return None
+
+
 def _call(func, kwargs, *args):
     return func(*args, **kwargs)
 

@@ -99,14 +99,6 @@ def _remap_values(block, *lookups, dtype):
     return out.reshape(block.shape)
 
 
-def _getitem(obj, i):
-    return obj[i]
-
-
-def _barrier(*_):
-    return None
-
-
 def _len(a):
     return len(a)
 
@@ -130,7 +122,7 @@ def _chunk_parts(g, x, edges):
 def _bucket_tasks(g, split, nblocks, nbuckets):
     return [
         g.task("bucket", (k,), _merge_bucket,
-               *[g.task("piece", idx + (k,), _getitem, split[idx], k) for idx in np.ndindex(*nblocks)])
+               *[g.task("piece", idx + (k,), _graph.getitem, split[idx], k) for idx in np.ndindex(*nblocks)])
         for k in range(nbuckets)
     ]
 
@@ -141,7 +133,7 @@ def _apply(g, x, tables, split, nbuckets, dtype):
     The input is read again after every table exists, so no chunk waits in
     memory across the barrier.
     """
-    barrier = g.delayed(g.task("barrier", (), _barrier, *tables))
+    barrier = g.delayed(g.task("barrier", (), _graph.barrier, *tables))
     again = bind(x, barrier)
     out = _graph.Graph("relabel-out", again, barrier)
     for idx in np.ndindex(*x.numblocks):

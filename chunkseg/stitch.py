@@ -178,14 +178,6 @@ def _local_summary(block, *, connectivity, origin, image_shape):
     return n, first, _cc.boundary_slabs(labels)
 
 
-def _getitem(obj, i):
-    return obj[i]
-
-
-def _barrier(*_):
-    return None
-
-
 def _label(mask, connectivity, _raw_offset):
     x = _graph.as_dask(mask)
     check_image_array(x.shape, x.dtype, name="mask")
@@ -244,7 +236,7 @@ def _label(mask, connectivity, _raw_offset):
         for idx in indices
     }
     total = g.task("total", (), _total, offsets)
-    barrier = g.delayed(g.task("barrier", (), _barrier, *tables.values(), total))
+    barrier = g.delayed(g.task("barrier", (), _graph.barrier, *tables.values(), total))
     # Read the input again for the final pass, only once every table exists,
     # so that no label block waits in memory across the barrier.
     again = bind(x, barrier)

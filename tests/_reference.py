@@ -43,15 +43,7 @@ def matched_agreement(labels, reference, threshold=0.5):
 
 def f1_at_iou(a, b, threshold=0.5):
     """Object F1 of label images a and b, matching objects with IoU > threshold."""
-    a = a.ravel().astype(np.int64)
-    b = b.ravel().astype(np.int64)
-    na, nb = int(a.max()), int(b.max())
-    both = (a > 0) & (b > 0)
-    pairs, inter = np.unique(a[both] * (nb + 1) + b[both], return_counts=True)
-    ia, ib = pairs // (nb + 1), pairs % (nb + 1)
-    size_a = np.bincount(a, minlength=na + 1)
-    size_b = np.bincount(b, minlength=nb + 1)
-    iou = inter / (size_a[ia] + size_b[ib] - inter)
+    _, _, _, iou, size_a, size_b = _matches(a, b)
     tp = int(np.count_nonzero(iou > threshold))  # IoU > 0.5 matches are one-to-one
     n_a = int(np.count_nonzero(size_a[1:]))
     n_b = int(np.count_nonzero(size_b[1:]))

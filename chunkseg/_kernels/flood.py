@@ -22,6 +22,17 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True, inline="always")
+def _push(head, tail, nxt, p, i):
+    """Append entry ``i`` to the FIFO list of bucket ``p``."""
+    nxt[i] = -1
+    if head[p] < 0:
+        head[p] = i
+    else:
+        nxt[tail[p]] = i
+    tail[p] = i
+
+
 @numba.njit(cache=True)
 def _flood(priority, labels, mask, marker_index, offsets, nbuckets):
     """Flood in place. Arrays are raveled and padded by one pixel of mask 0."""
@@ -32,12 +43,7 @@ def _flood(priority, labels, mask, marker_index, offsets, nbuckets):
     for k in range(marker_index.size):
         i = marker_index[k]
         p = priority[i]
-        nxt[i] = -1
-        if head[p] < 0:
-            head[p] = i
-        else:
-            nxt[tail[p]] = i
-        tail[p] = i
+        _push(head, tail, nxt, p, i)
         if p < lowest:
             lowest = p
     current = lowest
@@ -56,12 +62,7 @@ def _flood(priority, labels, mask, marker_index, offsets, nbuckets):
             p = priority[nb]
             if p < current:
                 p = current
-            nxt[nb] = -1
-            if head[p] < 0:
-                head[p] = nb
-            else:
-                nxt[tail[p]] = nb
-            tail[p] = nb
+            _push(head, tail, nxt, p, nb)
 
 
 def flood(priority: np.ndarray, markers: np.ndarray, mask: np.ndarray, order: np.ndarray) -> np.ndarray:
