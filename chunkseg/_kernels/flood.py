@@ -33,7 +33,7 @@ def _push(head, tail, nxt, p, i):
     tail[p] = i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _flood(priority, labels, mask, marker_index, offsets, nbuckets):
     """Flood in place. Arrays are raveled and padded by one pixel of mask 0."""
     head = np.full(nbuckets, -1, dtype=np.int64)

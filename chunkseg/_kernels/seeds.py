@@ -57,7 +57,7 @@ def _stronger_neighbours(pairs: np.ndarray, rank: np.ndarray, n: int) -> list[li
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _walk(coords, ball_ok, shape, radius):
     """The three-valued greedy walk over candidates sorted strongest first.
 
