@@ -41,6 +41,10 @@ def _out_dtype(shape):
     return label_dtype(max_components(shape))
 
 
+def _without_planes(summary):
+    return summary[0], summary[1], None
+
+
 def _face_pairs(summary_a, summary_b, bases, *, offset, connectivity, a, b):
     return _cc.face_pairs(summary_a[2], summary_b[2], offset, connectivity=connectivity,
                           base_a=int(bases[a]), base_b=int(bases[b]), first_a=summary_a[1],
@@ -195,14 +199,16 @@ def _label(mask, connectivity, _raw_offset):
     origins = _graph.block_origins(x.chunks)
     g = _graph.Graph("label", x)
 
-    summaries = {}
+    summaries, metas = {}, {}
     for idx in indices:
         # one task per chunk keeps the label block local; only its summary travels
         origin = tuple(int(origins[a][i]) for a, i in enumerate(idx))
         summary = g.task("local", idx, _local_summary, (x.name, *idx), connectivity=connectivity,
                          origin=origin, image_shape=shape)
         summaries[idx] = summary
-    bases_all = g.task("bases", (), _bases, [summaries[i] for i in indices], raw_offset=_raw_offset)
+        # what outlives the barrier: the count and first pixels, not the planes
+        metas[idx] = g.task("meta", idx, _without_planes, summary)
+    bases_all = g.task("bases", (), _bases, [metas[i] for i in indices], raw_offset=_raw_offset)
 
     pairs = []
     for idx in indices:
@@ -215,7 +221,7 @@ def _label(mask, connectivity, _raw_offset):
                 offset=off, connectivity=connectivity, a=order[idx], b=order[nb]))
     union = g.task("union", (), _merge_all, *pairs)
 
-    owned = {idx: g.task("owned", idx, _owned_keys, summaries[idx], union, bases_all, k=order[idx])
+    owned = {idx: g.task("owned", idx, _owned_keys, metas[idx], union, bases_all, k=order[idx])
              for idx in indices}
     nslabs = nblocks[0]
     slab_stops = np.cumsum(x.chunks[0])
@@ -231,7 +237,7 @@ def _label(mask, connectivity, _raw_offset):
     ]
     resolved = g.task("resolved", (), _concat_resolved, *resolved_parts)
     tables = {
-        idx: g.task("table", idx, _chunk_table, summaries[idx], union, bases_all,
+        idx: g.task("table", idx, _chunk_table, metas[idx], union, bases_all,
                     slab_sorted[idx[0]], offsets, resolved, slab=idx[0], k=order[idx])
         for idx in indices
     }
