@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_segment)
 
+    p = sub.add_parser("compare", help="count (and optionally write) where two masks or class maps differ")
+    p.add_argument("a", metavar="MASK_A")
+    p.add_argument("b", metavar="MASK_B")
+    p.add_argument("--out", default=None, metavar="DIFF", help="write the disagreement as a uint8 mask")
+    p.add_argument("--overwrite", action="store_true", help="replace DIFF if it exists")
+    _add_common(p)
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("demo", help="segment a bundled real nuclei mosaic (CC0) and print the summary")
     p.add_argument("directory", metavar="DIR", nargs="?", default="chunkseg-demo",
                    help="where to write the mosaic and its labels (default ./chunkseg-demo)")
@@ -104,16 +112,22 @@ def _spacing(value: str):
 
 
 def _add_segment_options(p) -> None:
-    p.add_argument("--method", default="watershed", choices=["watershed", "label"],
-                   help="watershed (default) or label (connected components of the mask)")
+    p.add_argument("--method", default="watershed", choices=["watershed", "label", "threshold"],
+                   help="watershed (default), label (connected components of the mask), or "
+                        "threshold (the mask as uint8 0/1; with multiotsu the class map)")
+    p.add_argument("--classes", type=int, default=None,
+                   help="classes of the class map, with --method threshold --threshold multiotsu")
     p.add_argument("--min-size", type=int, default=0, metavar="PIXELS",
                    help="remove objects smaller than this (whole-object size); ids stay 1..N")
     p.add_argument("--connectivity", type=int, default=1,
                    help="for --method label: 1 (faces) .. ndim (faces, edges, corners)")
     p.add_argument("--threshold", type=_threshold, default="otsu",
-                   help="otsu, li, yen, isodata, minimum, triangle, mean, or a value (default otsu)")
-    p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
-                   help="Gaussian sigma applied before thresholding")
+                   help="otsu, li, yen, isodata, minimum, triangle, mean, multiotsu, a value, or "
+                        "local:BLOCK[:OFFSET[:METHOD]] (default otsu)")
+    p.add_argument("--smooth", default=None, metavar="gaussian:SIGMA|median:SIZE",
+                   help="filter the image first (a bare number is a Gaussian sigma)")
+    p.add_argument("--background", default=None, metavar="gaussian:SIGMA",
+                   help="subtract the image's Gaussian blur first (uneven illumination)")
     p.add_argument("--min-distance", type=int, default=10, help="seed spacing (default 10)")
     p.add_argument("--footprint", type=int, default=3, help="local-maximum window side (default 3)")
     p.add_argument("--spacing", type=_spacing, default=None, metavar="Z,Y,X",
@@ -157,12 +171,22 @@ def cmd_segment(args) -> int:
 
     report = run_segment(
         args.input, args.output, level=args.level, channel=args.channel, method=args.method,
-        threshold=args.threshold, smooth=args.smooth, min_distance=args.min_distance,
+        threshold=args.threshold, smooth=args.smooth, background=args.background,
+        classes=args.classes, min_distance=args.min_distance,
         footprint=args.footprint, spacing=args.spacing, halo=args.halo, chunks=args.chunks,
         scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
         min_size=args.min_size, connectivity=args.connectivity,
     )
     print(report.summary())
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .run import run_compare
+
+    differ, total = run_compare(args.a, args.b, out=args.out, overwrite=args.overwrite)
+    print(f"{differ} of {total} pixels differ ({100 * differ / total:.4f}%)"
+          + (f" -> {args.out}" if args.out else ""))
     return 0
 
 

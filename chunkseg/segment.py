@@ -375,21 +375,11 @@ def distance_transform_edt(mask, *, sampling=None, halo: int = 64) -> da.Array:
 # --------------------------------------------------------------------------- pipeline
 
 
-def _gaussian_block(block, *, sigma):
-    return ndi.gaussian_filter(block.astype(np.float64), sigma, mode="nearest")
-
-
 def smooth_gaussian(image, sigma) -> da.Array:
     """Chunked ``scipy.ndimage.gaussian_filter(image.astype(float64), sigma, mode="nearest")``."""
-    x = _graph.as_dask(image)
-    sig = tuple(float(s) for s in np.broadcast_to(np.asarray(sigma, dtype=float), (x.ndim,)))
-    if not all(s >= 0 and math.isfinite(s) for s in sig):
-        raise InputError(f"`smooth` must be a non-negative Gaussian sigma, got {sigma!r}")
-    depth = tuple(int(4.0 * s + 0.5) for s in sig)
-    x = _graph.rechunk_for_depth(x, depth)
-    return x.map_overlap(functools.partial(_gaussian_block, sigma=sig), depth=depth,
-                         boundary="none", dtype=np.float64,
-                         meta=np.empty((0,) * x.ndim, dtype=np.float64))
+    from .filters import gaussian
+
+    return gaussian(image, sigma)
 
 
 def resolve_threshold(image: da.Array, threshold) -> float:
@@ -412,26 +402,81 @@ def resolve_threshold(image: da.Array, threshold) -> float:
     raise InputError(f"`threshold` must be a method name, a number or a callable, got {threshold!r}")
 
 
-def foreground(image, threshold="otsu", *, smooth=None):
-    """``(mask, t)``: the lazy mask ``image > t`` (after optional smoothing) and t."""
+def _checked_image(image) -> da.Array:
     x = _graph.as_dask(image)
     check_image_array(x.shape, x.dtype)
     if x.ndim not in (2, 3):
         raise InputError(f"image is {x.ndim}-D; chunkseg segments 2D and 3D images")
+    if x.dtype.kind == "b":
+        raise InputError("image is boolean, so it is already a mask; give an intensity image")
+    return x
+
+
+def foreground(image, threshold="otsu", *, smooth=None, background=None):
+    """``(mask, t)``: the lazy mask ``image > t`` and the threshold used.
+
+    ``smooth`` (``"gaussian:SIGMA"``, ``"median:SIZE"`` or a sigma) and
+    ``background`` (``"gaussian:SIGMA"``: the image minus its blur) filter
+    the image first, chunked with their exact halos. ``threshold`` is a
+    method name, a number, a callable, or ``"local:BLOCK[:OFFSET[:METHOD]]"``
+    (then ``t`` is that spec and the mask is ``image > threshold_local(...)``).
+    """
+    from .filters import parse_threshold, prefilter
+    from .threshold import threshold_local
+
+    x = _checked_image(image)
+    spec = parse_threshold(threshold)
     if x.dtype.kind == "f":
         image_range(x)  # refuses NaN/inf with their count and location
-    if smooth is not None:
-        x = smooth_gaussian(x, smooth)
-    t = resolve_threshold(x, threshold)
+    x = prefilter(x, smooth=smooth, background=background)
+    if isinstance(spec, tuple):
+        _, block, offset, method = spec
+        return x > threshold_local(x, block, method, offset=offset), spec
+    t = resolve_threshold(x, spec)
     return x > t, t
 
 
-METHODS_SEGMENT = ("watershed", "label")
+def classify(image, *, classes: int = 3, smooth=None, background=None, nbins: int = 256):
+    """``(class_map, thresholds)``: ``numpy.digitize(image, threshold_multiotsu(image, classes))``.
+
+    The class map is lazy, uint8, 0..classes-1, bit-identical to the
+    whole-image computation.
+    """
+    from .filters import prefilter
+    from .threshold import threshold_multiotsu
+
+    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 2:
+        raise InputError(f"`classes` must be an integer of at least 2, got {classes!r}")
+    if classes > 256:
+        raise InputError(f"`classes` must be at most 256 for a uint8 class map, got {classes}")
+    x = _checked_image(image)
+    if x.dtype.kind == "f":
+        image_range(x)
+    x = prefilter(x, smooth=smooth, background=background)
+    thresholds = threshold_multiotsu(x, classes=int(classes), nbins=nbins)
+    classes_map = x.map_blocks(_digitize, bins=np.asarray(thresholds), dtype=np.uint8,
+                               meta=np.empty((0,) * x.ndim, dtype=np.uint8))
+    return classes_map, thresholds
+
+
+def _digitize(block, *, bins):
+    return np.digitize(block, bins).astype(np.uint8)
+
+
+def fractions(labels: da.Array, nclasses: int) -> da.Array:
+    """Lazy pixel counts of values 0..nclasses-1 (a tree reduction of bincounts)."""
+    from ._kernels.histogram import bincount
+
+    return _graph.summed_partials(labels, bincount, nclasses, np.int64,
+                                  kwargs={"offset": 0, "length": nclasses})
+
+
+METHODS_SEGMENT = ("watershed", "label", "threshold")
 
 
 def segment(image, *, method: str = "watershed", threshold="otsu", min_distance: int = 10,
-            footprint: int = 3, sampling=None, halo="auto", smooth=None,
-            connectivity: int = 1, min_size: int = 0) -> da.Array:
+            footprint: int = 3, sampling=None, halo="auto", smooth=None, background=None,
+            connectivity: int = 1, min_size: int = 0, classes: int | None = None) -> da.Array:
     """Segment nuclei chunk by chunk; labels equal the whole-image pipeline's.
 
     The pipeline is ``mask = image > t``; ``distance =
@@ -443,9 +488,11 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
     Parameters
     ----------
     image : (M, N[, P]) dask or numpy array
-    method : {"watershed", "label"}
+    method : {"watershed", "label", "threshold"}
         ``"label"``: connected components of the mask instead
         (``scipy.ndimage.label`` with ``connectivity``), see :func:`chunkseg.label`.
+        ``"threshold"``: the semantic answer, the mask as uint8 0/1; with
+        ``threshold="multiotsu"`` and ``classes`` the class map 0..classes-1.
     threshold : str, number or callable
         A method of :data:`chunkseg.METHODS` (computed globally), a value, or
         a function of the (dask) image returning a value.
@@ -453,8 +500,13 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
     sampling : sequence of float, optional
         Voxel spacing (anisotropic stacks).
     halo : "auto" or int
-    smooth : float or sequence, optional
-        Gaussian sigma applied before thresholding.
+    smooth : float, "gaussian:SIGMA" or "median:SIZE", optional
+        Filter applied before thresholding (and feeding the distance
+        transform through the mask).
+    background : "gaussian:SIGMA", optional
+        Subtract the image's Gaussian blur first (uneven illumination).
+    classes : int, optional
+        Classes for ``method="threshold", threshold="multiotsu"``.
     min_size : int
         Remove objects smaller than this many pixels (whole-object size),
         keeping ids 1..N.
@@ -471,7 +523,12 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
     footprint = _check_positive("footprint", footprint)
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise InputError(f"`min_size` must be a non-negative integer, got {min_size!r}")
-    mask, _ = foreground(image, threshold, smooth=smooth)
+    check_classes(method, threshold, classes)
+    if method == "threshold" and threshold == "multiotsu":
+        return classify(image, classes=classes or 3, smooth=smooth, background=background)[0]
+    mask, _ = foreground(image, threshold, smooth=smooth, background=background)
+    if method == "threshold":
+        return mask.astype(np.uint8)
     if method == "label":
         from .stitch import label as _label
 
@@ -484,6 +541,18 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
                       stacklevel=2)
     labels = watershed(mask, seeds, sampling=sampling, halo=halo, min_distance=min_distance)
     return remove_small(labels.astype(label_dtype(seeds.count)), min_size, seeds.count)
+
+
+def check_classes(method, threshold, classes) -> None:
+    """``classes`` belongs to class maps: method threshold with multiotsu."""
+    if classes is None:
+        if threshold == "multiotsu" and method != "threshold":
+            raise InputError("multiotsu gives a class map: use --method threshold (with --classes N)")
+        return
+    if threshold != "multiotsu" or method != "threshold":
+        raise InputError("--classes goes with --method threshold --threshold multiotsu")
+    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 2:
+        raise InputError(f"--classes must be an integer of at least 2, got {classes!r}")
 
 
 def remove_small(labels: da.Array, min_size: int, max_label: int | None) -> da.Array:
