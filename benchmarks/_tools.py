@@ -57,14 +57,13 @@ def skimage_pipeline(path, out, min_distance):
     return {"objects": int(len(flat)), "compute_s": elapsed}
 
 
-def chunkseg_segment(path, out, min_distance, workers):
-    """The command line as a user runs it (start-up and cluster start included in wall time)."""
+def chunkseg_segment(path, out, min_distance, scheduler_spec, workers):
+    """What ``chunkseg segment`` runs (start-up and cluster start included in wall time)."""
     from chunkseg.run import run_segment
 
     t0 = time.perf_counter()
     report = run_segment(path, out, min_distance=int(min_distance), overwrite=True,
-                         scheduler="processes" if int(workers) > 1 else "threads",
-                         workers=int(workers))
+                         scheduler=scheduler_spec, workers=int(workers))
     return {"compute_s": time.perf_counter() - t0, "objects": report.objects}
 
 

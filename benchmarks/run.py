@@ -99,8 +99,9 @@ def _segment_case(shape, chunks, min_distance, repeat, label, naive_depth):
     sk = _median_run(["skimage_pipeline", path, ref_path, min_distance], repeat)
     reference = np.load(ref_path)
     rows = []
-    runs = [("chunkseg (2 processes)", ["chunkseg_segment", path, OUT / "cs2.zarr", min_distance, 2], OUT / "cs2.zarr/0"),
-            ("chunkseg (1 process)", ["chunkseg_segment", path, OUT / "cs1.zarr", min_distance, 1], OUT / "cs1.zarr/0"),
+    runs = [("chunkseg (2 worker processes)", ["chunkseg_segment", path, OUT / "cs2.zarr", min_distance, "processes", 2], OUT / "cs2.zarr/0"),
+            ("chunkseg (1 worker process)", ["chunkseg_segment", path, OUT / "cs1.zarr", min_distance, "processes", 1], OUT / "cs1.zarr/0"),
+            ("chunkseg (2 threads)", ["chunkseg_segment", path, OUT / "cst.zarr", min_distance, "threads", 2], OUT / "cst.zarr/0"),
             ("dask map_overlap, no stitching", ["naive_map_overlap", path, OUT / "naive.zarr", min_distance, naive_depth], OUT / "naive.zarr")]
     results = {}
     for tool, args, out in runs:
