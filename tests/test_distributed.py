@@ -49,3 +49,57 @@ def test_run_segment_processes_equals_threads(tmp_path):
     assert a.objects == b.objects > 50
     np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "a.zarr").compute(),
                                   chunkseg.open_labels(tmp_path / "b.zarr").compute())
+
+
+@pytest.fixture(scope="module")
+def remote_scheduler(tmp_path_factory):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path_factory.mktemp("sched") / "scheduler.json"
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", "0", "--no-dashboard", "--scheduler-file", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(path),
+                 "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with Client(scheduler_file=str(path), timeout="60s") as c:
+            c.wait_for_workers(2, timeout=60)
+            address = c.scheduler.address
+        yield address, path
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def test_cli_on_a_remote_scheduler_equals_threads(tmp_path, remote_scheduler, capsys):
+    import zarr
+
+    from chunkseg.cli import main
+
+    address, scheduler_file = remote_scheduler
+    image = synthetic_nuclei((300, 340), seed=12)
+    zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(100, 120))
+    assert main(["segment", str(tmp_path / "in.zarr"), str(tmp_path / "t.zarr"), "--min-distance", "6"]) == 0
+    assert main(["segment", str(tmp_path / "in.zarr"), str(tmp_path / "r.zarr"), "--min-distance", "6",
+                 "--scheduler", address]) == 0
+    assert main(["segment", str(tmp_path / "in.zarr"), str(tmp_path / "f.zarr"), "--min-distance", "6",
+                 "--scheduler", f"file:{scheduler_file}", "--method", "label"]) == 0
+    want = chunkseg.open_labels(tmp_path / "t.zarr").compute()
+    np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "r.zarr").compute(), want)
+    import scipy.ndimage as ndi
+
+    t = chunkseg.threshold_otsu(image)
+    np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "f.zarr").compute(),
+                                  ndi.label(image > t)[0])
