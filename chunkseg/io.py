@@ -259,8 +259,10 @@ def _open_tiff(path: Path, level: int) -> _Source:
         "auto", shape, limit=_TIFF_CHUNK_BYTES, dtype=dtype, previous_chunks=store_chunks
     )
     reader = _TiffLevel(str(path), level, shape, dtype)
+    # inline_array: each read task carries the (small, picklable) reader, so
+    # every graph that reads this image has the same tasks under the same keys
     x = da.from_array(reader, chunks=chunks, meta=np.empty((0,) * len(shape), dtype=dtype),
-                      name=f"tiff-{tokenize_path(path)}-{level}")
+                      name=f"tiff-{tokenize_path(path)}-{level}", inline_array=True)
     info = ImageInfo(
         path=str(path),
         format=fmt,

@@ -103,3 +103,23 @@ def test_cli_on_a_remote_scheduler_equals_threads(tmp_path, remote_scheduler, ca
     t = chunkseg.threshold_otsu(image)
     np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "f.zarr").compute(),
                                   ndi.label(image > t)[0])
+
+
+def test_tiff_input_on_worker_processes_keeps_task_keys_consistent(tmp_path, caplog):
+    import logging
+
+    import tifffile
+
+    image = synthetic_nuclei((256, 300), seed=13)
+    rgb = np.stack([image, image // 2, image // 3], axis=-1)
+    tifffile.imwrite(tmp_path / "in.tif", rgb, photometric="rgb")
+    logging.getLogger("distributed.scheduler").setLevel(logging.WARNING)
+    with caplog.at_level(logging.WARNING, logger="distributed.scheduler"):
+        report = run_segment(tmp_path / "in.tif", tmp_path / "o.zarr", min_distance=6, channel=0,
+                             chunks=128, scheduler="processes", workers=2)
+    assert report.objects > 20
+    assert "run_spec" not in caplog.text  # one key, one task, in every graph of the run
+    want = run_segment(tmp_path / "in.tif", tmp_path / "t.zarr", min_distance=6, chunks=128, channel=0)
+    assert want.objects == report.objects
+    np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "o.zarr").compute(),
+                                  chunkseg.open_labels(tmp_path / "t.zarr").compute())
