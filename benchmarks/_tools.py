@@ -71,7 +71,6 @@ def naive_map_overlap(path, out, min_distance, depth):
     """What people write first: map_overlap a whole pipeline per chunk, no stitching."""
     import dask.array as da
     import scipy.ndimage as ndi
-    import zarr
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 

@@ -13,16 +13,12 @@ one row per seed); pass 2 is a lazy dask array.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
 
-import dask
 import dask.array as da
 import numpy as np
-import scipy.ndimage as ndi
 
 from . import _graph
 from ._kernels import distance as _dist

@@ -509,9 +509,8 @@ def threshold_local(image, block_size=3, method="gaussian", offset=0, mode="refl
             "Invalid method specified. Please use `generic`, `gaussian`, `mean`, or `median`."
         )
     depth = _local_depth(x.ndim, block_size, method, param)
-    from skimage._shared.utils import _supported_float_type
-
-    float_dtype = _supported_float_type(x.dtype)
+    # scikit-image computes in float32 for float16/float32 input, float64 otherwise
+    float_dtype = np.dtype(np.float32) if x.dtype in (np.float16, np.float32) else np.dtype(np.float64)
     x = _graph.rechunk_for_depth(x, depth)
     kernel = functools.partial(
         _threshold_local_block, block_size=block_size, method=method, offset=offset,

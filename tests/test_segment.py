@@ -1,4 +1,3 @@
-import warnings
 
 import dask
 import dask.array as da

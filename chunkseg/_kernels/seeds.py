@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-import scipy.ndimage as ndi
 from scipy.spatial import cKDTree
 
 from . import distance as _dist
