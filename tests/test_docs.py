@@ -1,0 +1,24 @@
+"""The README's set-up commands and Python tour run as written."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_starts_with_the_two_setup_commands_and_ci_runs_the_second():
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
+    assert len(block) == 2
+    assert block[0].endswith("chunkseg demo")
+    assert "pytest" in block[1]
+    assert block[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_python_tour_runs(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "seeds;" in out and (tmp_path / "labels.zarr").exists()
