@@ -28,6 +28,15 @@ def check_image_array(shape, dtype, *, name: str = "image") -> None:
         raise InputError(f"`{name}` is empty (shape {tuple(shape)}); give a non-empty image")
 
 
+def check_int(name: str, value, *, minimum: int = 1) -> int:
+    """An integer parameter of at least ``minimum``; ``name`` as the message shows it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        what = ("a positive integer" if minimum == 1 else
+                "a non-negative integer" if minimum == 0 else f"an integer of at least {minimum}")
+        raise InputError(f"{name} must be {what}, got {value!r}")
+    return int(value)
+
+
 def check_numeric_for_threshold(dtype, *, name: str = "image") -> None:
     if np.dtype(dtype).kind == "b":
         raise InputError(

@@ -8,17 +8,15 @@ import os
 
 import dask
 
+from ._validate import check_int
+
 log = logging.getLogger(__name__)
 
 __all__ = ["scheduler"]
 
 
 def _check_workers(workers) -> int | None:
-    if workers is None:
-        return None
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"`workers` must be a positive integer, got {workers!r}")
-    return workers
+    return None if workers is None else check_int("`workers`", workers)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from . import _graph
-from ._validate import InputError
+from ._validate import InputError, check_int
 
 __all__ = [
     "background_subtract",
@@ -66,10 +66,9 @@ def gaussian(image, sigma) -> da.Array:
 def median(image, size: int) -> da.Array:
     """``scipy.ndimage.median_filter(image, size, mode="reflect")``, chunked (dtype kept)."""
     x = _graph.as_dask(image)
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise InputError(f"median size must be a positive integer, got {size!r}")
-    depth = (int(size) // 2,) * x.ndim
-    return _overlap(x, functools.partial(_median_block, size=int(size)), depth, x.dtype)
+    size = check_int("median size", size)
+    depth = (size // 2,) * x.ndim
+    return _overlap(x, functools.partial(_median_block, size=size), depth, x.dtype)
 
 
 def background_subtract(image, sigma) -> da.Array:

@@ -15,7 +15,7 @@ from dask.graph_manipulation import bind
 
 from . import _graph
 from ._kernels import components as _cc
-from ._validate import InputError, check_image_array
+from ._validate import InputError, check_image_array, check_int
 
 __all__ = ["clear_border", "relabel_sequential", "remove_small_objects"]
 
@@ -177,9 +177,8 @@ def remove_small_objects(labels, min_size: int, *, max_label: int | None = None)
     saves one pass over the data.
     """
     x = _check_labels(labels)
-    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
-        raise InputError(f"`min_size` must be a non-negative integer, got {min_size!r}")
-    return _filtered(x, ("min_size", int(min_size)), max_value=max_label)
+    min_size = check_int("`min_size`", min_size, minimum=0)
+    return _filtered(x, ("min_size", min_size), max_value=max_label)
 
 
 def _touches(x, idx):

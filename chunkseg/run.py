@@ -30,7 +30,7 @@ from .segment import (
     watershed,
 )
 from .stitch import label_with_count
-from ._validate import InputError
+from ._validate import InputError, check_int
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,7 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
     t0 = time.perf_counter()
     if method not in METHODS_SEGMENT:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS_SEGMENT)}")
-    if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 0:
-        raise InputError(f"--min-size must be a non-negative integer, got {min_size!r}")
+    min_size = check_int("--min-size", min_size, minimum=0)
     min_distance = _check_positive("--min-distance", min_distance)
     footprint = _check_positive("--footprint", footprint)
     if halo != "auto":

@@ -24,7 +24,7 @@ from . import _graph
 from ._kernels import distance as _dist
 from ._kernels import seeds as _seeds
 from ._kernels import watershed as _ws
-from ._validate import InputError, check_image_array
+from ._validate import InputError, check_image_array, check_int
 from .threshold import METHODS, image_range, threshold as _global_threshold
 
 __all__ = [
@@ -51,9 +51,7 @@ def label_dtype(n: int) -> np.dtype:
 
 
 def _check_positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"`{name}` must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int(f"`{name}`", value)
 
 
 def _check_sampling(sampling, ndim: int):
@@ -93,8 +91,6 @@ class Seeds:
         The halo pass 1 needed (largest over chunks).
     undecided : int
         Candidates settled by the global step.
-    per_chunk : list of (int, int)
-        ``[start, stop)`` into ``flat`` of the seeds of each chunk (C order).
     """
 
     flat: np.ndarray
@@ -103,7 +99,6 @@ class Seeds:
     max_distance: float
     halo: tuple
     undecided: int
-    foreground: int
 
     @property
     def count(self) -> int:
@@ -238,7 +233,7 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     return Seeds(
         flat=flat.astype(np.int64), shape=tuple(mask.shape), chunks=mask.chunks,
         max_distance=max_distance, halo=(max(needed.values()),) * mask.ndim,
-        undecided=n_undecided, foreground=-1,
+        undecided=n_undecided,
     )
 
 
@@ -371,13 +366,6 @@ def distance_transform_edt(mask, *, sampling=None, halo: int = 64) -> da.Array:
 # --------------------------------------------------------------------------- pipeline
 
 
-def smooth_gaussian(image, sigma) -> da.Array:
-    """Chunked ``scipy.ndimage.gaussian_filter(image.astype(float64), sigma, mode="nearest")``."""
-    from .filters import gaussian
-
-    return gaussian(image, sigma)
-
-
 def resolve_threshold(image: da.Array, threshold) -> float:
     """A threshold value from a method name, a number, or a callable."""
     if isinstance(threshold, str):
@@ -408,6 +396,16 @@ def _checked_image(image) -> da.Array:
     return x
 
 
+def _filtered_image(image, smooth, background) -> da.Array:
+    """The checked image (NaN/inf refused with count and place), pre-filtered."""
+    from .filters import prefilter
+
+    x = _checked_image(image)
+    if x.dtype.kind == "f":
+        image_range(x)  # refuses NaN/inf with their count and location
+    return prefilter(x, smooth=smooth, background=background)
+
+
 def foreground(image, threshold="otsu", *, smooth=None, background=None):
     """``(mask, t)``: the lazy mask ``image > t`` and the threshold used.
 
@@ -417,14 +415,11 @@ def foreground(image, threshold="otsu", *, smooth=None, background=None):
     method name, a number, a callable, or ``"local:BLOCK[:OFFSET[:METHOD]]"``
     (then ``t`` is that spec and the mask is ``image > threshold_local(...)``).
     """
-    from .filters import parse_threshold, prefilter
+    from .filters import parse_threshold
     from .threshold import threshold_local
 
-    x = _checked_image(image)
     spec = parse_threshold(threshold)
-    if x.dtype.kind == "f":
-        image_range(x)  # refuses NaN/inf with their count and location
-    x = prefilter(x, smooth=smooth, background=background)
+    x = _filtered_image(image, smooth, background)
     if isinstance(spec, tuple):
         _, block, offset, method = spec
         return x > threshold_local(x, block, method, offset=offset), spec
@@ -438,17 +433,12 @@ def classify(image, *, classes: int = 3, smooth=None, background=None, nbins: in
     The class map is lazy, uint8, 0..classes-1, bit-identical to the
     whole-image computation.
     """
-    from .filters import prefilter
     from .threshold import threshold_multiotsu
 
-    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 2:
-        raise InputError(f"`classes` must be an integer of at least 2, got {classes!r}")
+    classes = check_int("`classes`", classes, minimum=2)
     if classes > 256:
         raise InputError(f"`classes` must be at most 256 for a uint8 class map, got {classes}")
-    x = _checked_image(image)
-    if x.dtype.kind == "f":
-        image_range(x)
-    x = prefilter(x, smooth=smooth, background=background)
+    x = _filtered_image(image, smooth, background)
     thresholds = threshold_multiotsu(x, classes=int(classes), nbins=nbins)
     classes_map = x.map_blocks(_digitize, bins=np.asarray(thresholds), dtype=np.uint8,
                                meta=np.empty((0,) * x.ndim, dtype=np.uint8))
@@ -517,8 +507,7 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS_SEGMENT)}")
     min_distance = _check_positive("min_distance", min_distance)
     footprint = _check_positive("footprint", footprint)
-    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
-        raise InputError(f"`min_size` must be a non-negative integer, got {min_size!r}")
+    min_size = check_int("`min_size`", min_size, minimum=0)
     check_classes(method, threshold, classes)
     if method == "threshold" and threshold == "multiotsu":
         return classify(image, classes=classes or 3, smooth=smooth, background=background)[0]
@@ -547,8 +536,7 @@ def check_classes(method, threshold, classes) -> None:
         return
     if threshold != "multiotsu" or method != "threshold":
         raise InputError("--classes goes with --method threshold --threshold multiotsu")
-    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 2:
-        raise InputError(f"--classes must be an integer of at least 2, got {classes!r}")
+    check_int("--classes", classes, minimum=2)
 
 
 def remove_small(labels: da.Array, min_size: int, max_label: int | None) -> da.Array:
