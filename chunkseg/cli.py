@@ -75,6 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_segment)
 
+    p = sub.add_parser("measure", help="measure every object of a label store into a table "
+                       "(CSV or Parquet, scikit-image's regionprops column names)")
+    p.add_argument("labels", metavar="LABELS")
+    p.add_argument("output", metavar="OUT", help="objects.csv or objects.parquet")
+    p.add_argument("--image", default=None, metavar="IMAGE", help="intensities to measure")
+    p.add_argument("--properties", default=None, metavar="P1,P2,...",
+                   help="regionprops names (default: label, area, centroid, bbox and, with "
+                        "--image, intensity_mean/min/max/std)")
+    p.add_argument("--spacing", type=_spacing, default=None, metavar="Z,Y,X",
+                   help="pixel spacing: physical area and centroids")
+    p.add_argument("--scheduler", default="threads", help="threads, processes or an address")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    _add_image_options(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_measure)
+
     p = sub.add_parser("compare", help="count (and optionally write) where two masks or class maps differ")
     p.add_argument("a", metavar="MASK_A")
     p.add_argument("b", metavar="MASK_B")
@@ -138,6 +155,8 @@ def _add_segment_options(p) -> None:
     p.add_argument("--scheduler", default="threads",
                    help="threads (default), processes, or a scheduler address tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=None, help="threads or worker processes")
+    p.add_argument("--table", default=None, metavar="OBJECTS.csv|.parquet",
+                   help="also measure every object (regionprops names) into this table")
 
 
 def cmd_info(args) -> int:
@@ -175,9 +194,20 @@ def cmd_segment(args) -> int:
         classes=args.classes, min_distance=args.min_distance,
         footprint=args.footprint, spacing=args.spacing, halo=args.halo, chunks=args.chunks,
         scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
-        min_size=args.min_size, connectivity=args.connectivity,
+        min_size=args.min_size, connectivity=args.connectivity, table=args.table,
     )
     print(report.summary())
+    return 0
+
+
+def cmd_measure(args) -> int:
+    from .run import run_measure
+
+    props = args.properties.split(",") if args.properties else None
+    table = run_measure(args.labels, args.output, image=args.image, spacing=args.spacing,
+                        properties=props, level=args.level, channel=args.channel,
+                        overwrite=args.overwrite, scheduler=args.scheduler, workers=args.workers)
+    print(f"{len(table)} objects, {len(table.columns)} columns -> {args.output}")
     return 0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from . import io as _io
+from . import measure as _measure
 from .cluster import scheduler as _scheduler
 from .filters import describe_threshold, parse_filter, parse_threshold
 from .segment import (
@@ -97,7 +98,8 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
                 threshold="otsu", smooth=None, background=None, min_distance: int = 10,
                 footprint: int = 3, spacing=None, halo="auto", chunks=None,
                 scheduler: str = "threads", workers: int | None = None, overwrite: bool = False,
-                min_size: int = 0, connectivity: int = 1, classes: int | None = None) -> SegmentReport:
+                min_size: int = 0, connectivity: int = 1, classes: int | None = None,
+                table=None) -> SegmentReport:
     """Segment ``input`` into a label store at ``output`` and report.
 
     Everything is checked before any pixel is read; the output is marked
@@ -122,6 +124,10 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
     _io.check_output_path(output, [input])
     if Path(output).exists() and not overwrite:
         raise InputError(f"output {output} exists; pass --overwrite to replace it")
+    if table is not None:
+        if method == "threshold":
+            raise InputError("--table measures objects: use it with --method watershed or label")
+        _check_table_output(table, overwrite, [input, output])
     if chunks is not None:
         image = image.rechunk(chunks)
     timings["open"] = time.perf_counter() - t0
@@ -184,7 +190,16 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
                                   axes=axes, scale=scale, attrs={"params": params})
         store = da.store(labels, array, lock=False, compute=False)
         extra = [x for x in (count_delayed, parts) if x is not None]
+        if table is not None:  # measured from the same label blocks as they are written
+            mg, roots = _measure.measure_graph(labels, image.rechunk(labels.chunks))
+            extra += [mg.delayed(k) for k in roots]
         results = dask.compute(store, *extra)[1:]
+        if table is not None:
+            nroots = len(roots)
+            objects = _measure.table_from_parts(
+                results[-nroots:], _measure.check_properties(None, True), labels.ndim, sampling,
+                True)
+            results = results[:-nroots]
         if count_delayed is not None:
             count = int(results[0])
         if parts is not None:
@@ -205,10 +220,38 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
     )
     import zarr
 
+    if table is not None:
+        _measure.write_table(objects, table)
     group = zarr.open_group(str(output), mode="r+")
     _io.mark_complete(group, True, objects=report.objects, threshold=report.threshold,
                       fractions=frac)
     return report
+
+
+def _check_table_output(table, overwrite: bool, inputs) -> None:
+    _measure.check_table_path(table)
+    _io.check_output_path(table, inputs)
+    if Path(table).exists() and not overwrite:
+        raise InputError(f"table {table} exists; pass --overwrite to replace it")
+
+
+def run_measure(labels, output, *, image=None, spacing=None, properties=None, level: int = 0,
+                channel=None, overwrite: bool = False, scheduler: str = "threads",
+                workers: int | None = None):
+    """Measure a label store (and optionally an intensity image) into a CSV/Parquet table."""
+    _check_table_output(output, overwrite, [labels, image])
+    x = _io.open_labels(labels)
+    im = None
+    if image is not None:
+        im = _io.open_image(image, level=level, channel=channel)
+        if im.shape != x.shape:
+            raise InputError(f"--image (shape {im.shape}) must have the shape of the labels "
+                             f"({x.shape}); pick the matching --level")
+    properties = _measure.check_properties(properties, im is not None)
+    with _scheduler(scheduler, workers=workers):
+        table = _measure.measure(x, im, properties=properties, spacing=spacing)
+    _measure.write_table(table, output)
+    return table
 
 
 def demo_input(directory) -> Path:

@@ -1,0 +1,116 @@
+"""Per-chunk region statistics that merge exactly across chunks.
+
+A *partial* is a dict of 1-D/2-D numpy arrays, one row per label, sorted by
+label: pixel count, coordinate sums (int64, exact), bounding-box corners,
+and for intensities the count-weighted mean, the sum of squared deviations
+(``m2``, merged with Chan's formula, so no catastrophic cancellation) and
+min/max. Two partials of the same label merge into one row; the merge is
+associative, so partials combine in any tree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_EMPTY_LABELS = np.empty(0, dtype=np.uint64)
+
+
+def _groups(keys: np.ndarray):
+    """Sort order, group starts and unique keys of ``keys``."""
+    order = np.argsort(keys, kind="stable")
+    ks = keys[order]
+    if len(ks) == 0:
+        return order, np.empty(0, dtype=np.intp), ks
+    starts = np.flatnonzero(np.concatenate([[True], ks[1:] != ks[:-1]]))
+    return order, starts, ks[starts]
+
+
+def _empty(ndim: int, intensity: bool) -> dict:
+    part = {
+        "label": _EMPTY_LABELS,
+        "count": np.empty(0, np.int64),
+        "coord_sum": np.empty((0, ndim), np.int64),
+        "bbox_min": np.empty((0, ndim), np.int64),
+        "bbox_max": np.empty((0, ndim), np.int64),
+    }
+    if intensity:
+        part.update(mean=np.empty(0), m2=np.empty(0), min=np.empty(0), max=np.empty(0))
+    return part
+
+
+def block_partial(labels: np.ndarray, image: np.ndarray | None = None, *, origin) -> dict:
+    """Statistics of every label in one chunk (0 is background)."""
+    ndim = labels.ndim
+    flat = labels.ravel()
+    where = np.flatnonzero(flat)
+    if len(where) == 0:
+        return _empty(ndim, image is not None)
+    keys = flat[where].astype(np.uint64)
+    order, starts, uniq = _groups(keys)
+    where = where[order]
+    counts = np.diff(np.append(starts, len(where))).astype(np.int64)
+    coords = np.unravel_index(where, labels.shape)
+    coord_sum = np.empty((len(uniq), ndim), np.int64)
+    lo = np.empty((len(uniq), ndim), np.int64)
+    hi = np.empty((len(uniq), ndim), np.int64)
+    for axis, c in enumerate(coords):
+        c = c.astype(np.int64) + int(origin[axis])
+        coord_sum[:, axis] = np.add.reduceat(c, starts)
+        lo[:, axis] = np.minimum.reduceat(c, starts)
+        hi[:, axis] = np.maximum.reduceat(c, starts) + 1
+    part = {"label": uniq, "count": counts, "coord_sum": coord_sum, "bbox_min": lo, "bbox_max": hi}
+    if image is not None:
+        values = image.ravel()[where].astype(np.float64)
+        mean = np.add.reduceat(values, starts) / counts
+        dev = values - np.repeat(mean, counts)
+        part.update(
+            mean=mean,
+            m2=np.add.reduceat(dev * dev, starts),
+            min=np.minimum.reduceat(values, starts),
+            max=np.maximum.reduceat(values, starts),
+        )
+    return part
+
+
+def merge(*parts: dict | None) -> dict | None:
+    """One partial from several: rows of the same label combined (None if no rows)."""
+    parts = [p for p in parts if p is not None and len(p["label"])]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order, starts, uniq = _groups(cat["label"])
+    cat = {k: v[order] for k, v in cat.items()}
+    counts = np.add.reduceat(cat["count"], starts)
+    out = {
+        "label": uniq,
+        "count": counts,
+        "coord_sum": np.add.reduceat(cat["coord_sum"], starts, axis=0),
+        "bbox_min": np.minimum.reduceat(cat["bbox_min"], starts, axis=0),
+        "bbox_max": np.maximum.reduceat(cat["bbox_max"], starts, axis=0),
+    }
+    if "mean" in cat:
+        n = cat["count"].astype(np.float64)
+        mean = np.add.reduceat(n * cat["mean"], starts) / counts
+        dev = cat["mean"] - np.repeat(mean, np.diff(np.append(starts, len(n))))
+        out.update(
+            mean=mean,
+            m2=np.add.reduceat(cat["m2"] + n * dev * dev, starts),
+            min=np.minimum.reduceat(cat["min"], starts),
+            max=np.maximum.reduceat(cat["max"], starts),
+        )
+    return out
+
+
+def merge_bucket(*parts, bucket: int, nbuckets: int) -> dict | None:
+    """Merge the rows of chunk partials whose label falls in ``bucket`` (label % nbuckets)."""
+    picked = []
+    for p in parts:
+        if p is None or not len(p["label"]):
+            continue
+        if nbuckets > 1:
+            sel = (p["label"] % np.uint64(nbuckets)) == bucket
+            p = {k: v[sel] for k, v in p.items()}
+        picked.append(p)
+    return merge(*picked)
