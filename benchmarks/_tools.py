@@ -140,6 +140,35 @@ def scipy_label(path, out, threshold):
     return {"objects": int(n), "compute_s": elapsed}
 
 
+def graph_size(nchunks):
+    """Tasks and build time of chunkseg's graphs for a lazy input of about ``nchunks`` chunks."""
+    import dask.array as da
+
+    import chunkseg
+    from chunkseg.segment import Seeds
+
+    side = int(round(int(nchunks) ** 0.5))
+    c = 64
+    shape = (side * c, side * c)
+    mask = da.zeros(shape, chunks=c, dtype=bool)
+    out = {"chunks": side * side}
+    t0 = time.perf_counter()
+    labels = chunkseg.label(mask)
+    out["label"] = {"build_s": time.perf_counter() - t0, "tasks": len(labels.__dask_graph__())}
+    seeds = Seeds(flat=np.arange(0, shape[0] * shape[1], 4099, dtype=np.int64), shape=shape,
+                  chunks=mask.chunks, max_distance=5.0, halo=(8, 8), undecided=0)
+    t0 = time.perf_counter()
+    ws = chunkseg.watershed(mask, seeds, min_distance=5)
+    out["watershed"] = {"build_s": time.perf_counter() - t0, "tasks": len(ws.__dask_graph__())}
+    from chunkseg.table import measure_graph
+
+    t0 = time.perf_counter()
+    g, roots = measure_graph(ws)
+    out["measure"] = {"build_s": time.perf_counter() - t0,
+                      "tasks": len(g.dsk)}
+    return out
+
+
 if __name__ == "__main__":
     name, *args = sys.argv[1:]
     print(json.dumps(globals()[name](*args)))

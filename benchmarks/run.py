@@ -56,8 +56,17 @@ def _median_run(args, repeat):
             "runs": [r["wall_s"] for r in runs]}
 
 
+def _split_tool(tool: str):
+    """'chunkseg (2 threads)' -> ('chunkseg', '2 threads'); tool names as the field spells them."""
+    name, _, setup = tool.partition(" (")
+    base = name.split()[0]
+    return base, (name[len(base):].strip() + (" " if name != base else "") + setup.rstrip(")")).strip()
+
+
 def _row(case, tool, r, ref, px, fidelity):
-    return {"case": case, "tool": tool, "time_s": r["wall_s"], "compute_s": r["compute_s"],
+    name, setup = _split_tool(tool)
+    return {"case": case, "tool": name, "setup": setup, "time_s": r["wall_s"],
+            "compute_s": r["compute_s"],
             "mpx_s": px / r["wall_s"] / 1e6, "peak_gb": r["peak_bytes"] / 1e9,
             "ratio_vs_skimage": ref["wall_s"] / r["wall_s"],
             "compute_ratio": ref["compute_s"] / r["compute_s"], "fidelity": fidelity}
@@ -83,7 +92,7 @@ def case_threshold(quick, repeat):
     rows = []
     cs = _median_run(["chunkseg_otsu", path, 2], repeat)
     sk = _median_run(["skimage_otsu", path], repeat)
-    for tool, r in [("chunkseg (2 processes)", cs), ("scikit-image (loads it whole)", sk)]:
+    for tool, r in [("chunkseg (2 worker processes)", cs), ("scikit-image (loads it whole)", sk)]:
         same = r["result"]["threshold"] == sk["result"]["threshold"]
         rows.append(_row(f"otsu {'x'.join(map(str, shape))} uint8", tool, r, sk, px,
                          f"{'identical' if same else 'DIFFERS'}: {r['result']['threshold']:g}"))
@@ -91,9 +100,12 @@ def case_threshold(quick, repeat):
 
 
 def _segment_case(shape, chunks, min_distance, repeat, label, naive_depth):
+    return _segment_case_at(_input(shape, chunks), shape, min_distance, repeat, label, naive_depth)
+
+
+def _segment_case_at(path, shape, min_distance, repeat, label, naive_depth):
     import zarr
 
-    path = _input(shape, chunks)
     px = float(np.prod(shape))
     ref_path = OUT / f"{path.stem}_skimage.npy"
     sk = _median_run(["skimage_pipeline", path, ref_path, min_distance], repeat)
@@ -102,7 +114,7 @@ def _segment_case(shape, chunks, min_distance, repeat, label, naive_depth):
     runs = [("chunkseg (2 worker processes)", ["chunkseg_segment", path, OUT / "cs2.zarr", min_distance, "processes", 2], OUT / "cs2.zarr/0"),
             ("chunkseg (1 worker process)", ["chunkseg_segment", path, OUT / "cs1.zarr", min_distance, "processes", 1], OUT / "cs1.zarr/0"),
             ("chunkseg (2 threads)", ["chunkseg_segment", path, OUT / "cst.zarr", min_distance, "threads", 2], OUT / "cst.zarr/0"),
-            ("dask map_overlap, no stitching", ["naive_map_overlap", path, OUT / "naive.zarr", min_distance, naive_depth], OUT / "naive.zarr")]
+            ("dask map_overlap (naive, no stitching)", ["naive_map_overlap", path, OUT / "naive.zarr", min_distance, naive_depth], OUT / "naive.zarr")]
     results = {}
     for tool, args, out in runs:
         r = _median_run(args, repeat)
@@ -115,8 +127,30 @@ def _segment_case(shape, chunks, min_distance, repeat, label, naive_depth):
 
 
 def case_segment2d(quick, repeat):
-    shape = (2048, 2048) if quick else (8192, 8192)
-    return _segment_case(shape, (1024, 1024), 7, repeat, f"watershed {'x'.join(map(str, shape))} uint8", 32)
+    sizes = [1024, 2048] if quick else [1024, 4096, 8192]
+    rows = []
+    for n in sizes:
+        shape = (n, n)
+        chunks = (1024, 1024) if n > 1024 else (256, 256)
+        rows += _segment_case(shape, chunks, 7, repeat, f"watershed {n}x{n} uint8", 32)
+    return rows
+
+
+def case_mosaic(quick, repeat):
+    """A real image (human mitosis, CC0) tiled into a mosaic, mirrored so tiles meet smoothly."""
+    import zarr
+
+    from chunkseg.datasets import human_mitosis
+
+    reps = 4 if quick else 8
+    tile = human_mitosis()
+    row = np.concatenate([tile if k % 2 == 0 else tile[:, ::-1] for k in range(reps)], axis=1)
+    mosaic = np.concatenate([row if k % 2 == 0 else row[::-1] for k in range(reps)], axis=0)
+    path = OUT / f"mitosis_mosaic_{reps}x{reps}.zarr"
+    if not (path / "zarr.json").exists():
+        zarr.create_array(str(path), data=mosaic, chunks=(512, 512), overwrite=True)
+    n = mosaic.shape[0]
+    return _segment_case_at(path, mosaic.shape, 5, repeat, f"watershed human-mitosis mosaic {n}x{n}", 24)
 
 
 def case_segment3d(quick, repeat):
@@ -145,7 +179,7 @@ def _label_case(shape, chunks, repeat, label):
         fid = _fidelity(labels, reference)
         fid["identical"] = bool(np.array_equal(labels, reference))
         results[tool] = (r, fid)
-    results["scipy.ndimage.label (in memory)"] = (sp, {"agreement": 1.0, "f1": 1.0, "identical": True})
+    results["scipy ndimage.label (in memory)"] = (sp, {"agreement": 1.0, "f1": 1.0, "identical": True})
     for tool, (r, fid) in results.items():
         rows.append(_row(label, tool, r, sp, px, "identical ids" if fid["identical"] else
                          f"{100 * fid['agreement']:.3f}% px, F1 {fid['f1']:.4f}, ids differ"))
@@ -171,14 +205,67 @@ def case_label3d(quick, repeat):
     return rows
 
 
+def case_scaling(quick, repeat):
+    """End-to-end chunkseg segment with one and with two worker processes (issue: >= 1.8x)."""
+    n = 4096 if quick else 8192
+    path = _input((n, n), (1024, 1024))
+    px = float(n * n)
+    one = _median_run(["chunkseg_segment", path, OUT / "sc1.zarr", 7, "processes", 1], repeat)
+    two = _median_run(["chunkseg_segment", path, OUT / "sc2.zarr", 7, "processes", 2], repeat)
+    label = f"scaling watershed {n}x{n}"
+    return [_row(label, "chunkseg (1 worker process)", one, one, px, "reference: 1 process"),
+            _row(label, "chunkseg (2 worker processes)", two, one, px,
+                 f"{one['wall_s'] / two['wall_s']:.2f}x the 1-process speed")]
+
+
+def case_graph(quick, repeat):
+    """Graph size and build time for a lazy input of 10^5 chunks (nothing is computed)."""
+    r = _measure.python(TOOLS, "graph_size", 100_000 if not quick else 10_000)["result"]
+    rows = []
+    for name in ("label", "watershed", "measure"):
+        g = r[name]
+        rows.append({"case": f"graph {r['chunks']} chunks", "tool": "chunkseg", "setup": name,
+                     "time_s": g["build_s"], "compute_s": g["build_s"], "mpx_s": float("nan"),
+                     "peak_gb": float("nan"), "ratio_vs_skimage": float("nan"),
+                     "compute_ratio": float("nan"),
+                     "fidelity": f"{g['tasks']} tasks = {g['tasks'] / r['chunks']:.1f} per chunk"})
+    return rows
+
+
+def case_outofcore(quick, repeat):
+    """65536^2 (4.3 gigapixels) end to end with two worker processes; not in --quick."""
+    if quick:
+        return []
+    n = 65536
+    path = _input((n, n), (1024, 1024))
+    ref_path = _input((8192, 8192), (1024, 1024))
+    big = _median_run(["chunkseg_segment", path, OUT / "ooc.zarr", 7, "processes", 2], 1)
+    small = _median_run(["chunkseg_segment", ref_path, OUT / "ooc_ref.zarr", 7, "processes", 2],
+                        repeat)
+    rows = []
+    for label, r, px in [(f"watershed {n}x{n} uint8 (out of core)", big, float(n * n)),
+                         ("watershed 8192x8192 uint8 (same run)", small, float(8192 ** 2))]:
+        rows.append(_row(label, "chunkseg (2 worker processes)", r, r, px,
+                         f"{r['result'].get('objects')} objects"))
+    ratio = (rows[0]["mpx_s"] / rows[1]["mpx_s"])
+    rows[0]["fidelity"] += f"; throughput {100 * ratio:.0f}% of 8192^2"
+    rows.append({"case": f"watershed {n}x{n} uint8 (out of core)", "tool": "scikit-image",
+                 "setup": "whole image", "time_s": float("nan"), "compute_s": float("nan"),
+                 "mpx_s": float("nan"), "peak_gb": 54 * n * n / 1e9,
+                 "ratio_vs_skimage": float("nan"), "compute_ratio": float("nan"),
+                 "fidelity": "cannot run here: needs about 54 bytes/px = 232 GB (machine: 24 GB)"})
+    return rows
+
+
 CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": case_segment3d,
-         "label2d": case_label2d, "label3d": case_label3d}
+         "mosaic": case_mosaic, "label2d": case_label2d, "label3d": case_label3d,
+         "scaling": case_scaling, "graph": case_graph, "outofcore": case_outofcore}
 
 
 def _table(rows):
-    cols = ["case", "tool", "time_s", "compute_s", "mpx_s", "ratio_vs_skimage", "compute_ratio",
+    cols = ["case", "tool", "setup", "time_s", "compute_s", "mpx_s", "ratio_vs_skimage", "compute_ratio",
             "peak_gb", "fidelity"]
-    head = ["case", "tool", "wall (s)", "compute (s)", "Mpx/s (wall)", "speed-up vs reference (wall)",
+    head = ["case", "tool", "setup", "wall (s)", "compute (s)", "Mpx/s (wall)", "speed-up vs reference (wall)",
             "(compute)", "peak mem (GB)", "fidelity vs reference"]
     fmt = {"time_s": "{:.2f}", "compute_s": "{:.2f}", "mpx_s": "{:.1f}", "ratio_vs_skimage": "{:.2f}x",
            "compute_ratio": "{:.2f}x", "peak_gb": "{:.2f}"}

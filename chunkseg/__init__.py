@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._validate import InputError
 from .io import inspect_image, open_image, open_labels, to_zarr
-from .measure import measure
+from .table import measure
 from .relabel import clear_border, relabel_sequential, remove_small_objects
 from .stitch import label
 from .segment import (

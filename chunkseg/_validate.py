@@ -9,6 +9,10 @@ class InputError(ValueError):
     """Input chunkseg cannot work on; the message names the problem and the fix."""
 
 
+class ChunkReadError(RuntimeError):
+    """An input chunk could not be read (corrupt or missing); names the chunk and the store."""
+
+
 def check_image_array(shape, dtype, *, name: str = "image") -> None:
     """Refuse empty arrays and dtypes that are not real numbers."""
     dtype = np.dtype(dtype)

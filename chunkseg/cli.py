@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 
 from . import __version__
+from ._validate import ChunkReadError
 
 log = logging.getLogger("chunkseg")
 
@@ -66,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_threshold)
 
-    p = sub.add_parser("segment", help="segment nuclei into a label store (Zarr)")
+    p = sub.add_parser("segment", help="segment nuclei into an OME-Zarr label image")
     p.add_argument("input", metavar="INPUT")
-    p.add_argument("output", metavar="OUTPUT")
+    p.add_argument("output", metavar="OUTPUT", nargs="?", default=None)
+    p.add_argument("--into-input", default=None, metavar="NAME",
+                   help="write the labels into the OME-Zarr INPUT as labels/NAME (no OUTPUT)")
     _add_segment_options(p)
     _add_image_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -91,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_options(p)
     _add_common(p)
     p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("preview", help="a downsampled PNG of a label output (random colours "
+                       "over the grey image)")
+    p.add_argument("labels", metavar="LABELS")
+    p.add_argument("output", metavar="OUT.png")
+    p.add_argument("--image", default=None, metavar="IMAGE", help="grey background")
+    p.add_argument("--channel", type=_channel, default=None, help="channel of IMAGE")
+    p.add_argument("--max-size", type=int, default=2048, help="largest side in pixels (default 2048)")
+    p.add_argument("--z", type=int, default=None, help="plane of a 3D stack (default: the middle)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT.png if it exists")
+    _add_common(p)
+    p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("compare", help="count (and optionally write) where two masks or class maps differ")
     p.add_argument("a", metavar="MASK_A")
@@ -155,6 +170,25 @@ def _add_segment_options(p) -> None:
     p.add_argument("--scheduler", default="threads",
                    help="threads (default), processes, or a scheduler address tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=None, help="threads or worker processes")
+    p.add_argument("--threads-per-worker", type=int, default=1,
+                   help="threads of each worker process (--scheduler processes; default 1)")
+    p.add_argument("--memory-limit", default="auto",
+                   help="memory limit of each worker process, e.g. 4GB (default auto)")
+    p.add_argument("--scheduler-file", default=None, metavar="FILE",
+                   help="join the scheduler described by this file (dask-jobqueue, dask-mpi)")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted run into OUTPUT: only the chunks not yet written "
+                        "are computed (same input and parameters required)")
+    p.add_argument("--missing-chunks", default="error", choices=["error", "fill"],
+                   help="an input chunk absent from its store stops the run (error, default) or "
+                        "reads as the fill value (fill: stores written without empty chunks)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (chunks, halo, tasks, memory per worker); compute nothing")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("--report", default=None, metavar="REPORT.json",
+                   help="where to write the JSON run report (default OUTPUT.report.json)")
+    p.add_argument("--no-report", action="store_true", help="write no run report")
     p.add_argument("--table", default=None, metavar="OBJECTS.csv|.parquet",
                    help="also measure every object (regionprops names) into this table")
 
@@ -188,6 +222,8 @@ def cmd_threshold(args) -> int:
 def cmd_segment(args) -> int:
     from .run import run_segment
 
+    if args.scheduler_file:
+        args.scheduler = f"file:{args.scheduler_file}"
     report = run_segment(
         args.input, args.output, level=args.level, channel=args.channel, method=args.method,
         threshold=args.threshold, smooth=args.smooth, background=args.background,
@@ -195,6 +231,11 @@ def cmd_segment(args) -> int:
         footprint=args.footprint, spacing=args.spacing, halo=args.halo, chunks=args.chunks,
         scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
         min_size=args.min_size, connectivity=args.connectivity, table=args.table,
+        into_input=args.into_input, dry_run=args.dry_run,
+        progress=False if getattr(args, "quiet", False) else args.progress,
+        report=False if args.no_report else args.report,
+        threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
+        resume=args.resume, missing_chunks=args.missing_chunks,
     )
     print(report.summary())
     return 0
@@ -208,6 +249,19 @@ def cmd_measure(args) -> int:
                         properties=props, level=args.level, channel=args.channel,
                         overwrite=args.overwrite, scheduler=args.scheduler, workers=args.workers)
     print(f"{len(table)} objects, {len(table.columns)} columns -> {args.output}")
+    return 0
+
+
+def cmd_preview(args) -> int:
+    from pathlib import Path
+
+    from .preview import preview
+
+    if Path(args.output).exists() and not args.overwrite:
+        raise ValueError(f"output {args.output} exists; pass --overwrite to replace it")
+    rgb = preview(args.labels, args.output, image=args.image, max_size=args.max_size, z=args.z,
+                  channel=args.channel)
+    print(f"{rgb.shape[1]}x{rgb.shape[0]} preview -> {args.output}")
     return 0
 
 
@@ -273,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         print(f"chunkseg: error: {message}", file=sys.stderr)
         return 2
+    except ChunkReadError as exc:
+        print(f"chunkseg: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("chunkseg: interrupted", file=sys.stderr)
         return 130

@@ -106,6 +106,7 @@ def write_synthetic_nuclei(path, shape, *, chunks, seed: int = 0, **kwargs):
 
     path = Path(path)
     z = zarr.create_array(str(path), shape=shape, chunks=chunks, dtype=np.uint8, fill_value=0,
+                          config={"write_empty_chunks": True},
                           overwrite=True)
     grid = [range(0, s, c) for s, c in zip(shape, chunks)]
 

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import tifffile
 import zarr
 
-from ._validate import InputError, check_image_array
+from ._validate import ChunkReadError, InputError, check_image_array
 
 __all__ = [
     "ImageInfo",
@@ -52,6 +55,10 @@ class ImageInfo:
     levels: list[tuple[int, ...]]
     channels: list[str] | None = None
     scale: tuple[float, ...] | None = None
+    #: OME axis units by axis name (e.g. {"x": "micrometer"}), when the metadata has them
+    units: dict | None = None
+    #: scale of every level (OME-Zarr), for label pyramids that match the image's
+    level_scales: list | None = None
 
     def summary(self) -> str:
         lines = [
@@ -92,12 +99,14 @@ def _is_tiff(path: Path) -> bool:
         return False
 
 
-def _open_source(path, level: int) -> _Source:
+def _open_source(path, level: int, missing: str = "error") -> _Source:
     path = Path(path)
     if not path.exists():
         raise _missing(path)
     if path.is_dir():
-        return _open_zarr(path, level)
+        if missing not in ("error", "fill"):
+            raise InputError(f"--missing-chunks must be error or fill, got {missing!r}")
+        return _open_zarr(path, level, missing)
     if _is_tiff(path):
         return _open_tiff(path, level)
     raise InputError(
@@ -114,7 +123,7 @@ def _check_level(level: int, nlevels: int, path) -> None:
         )
 
 
-def _open_zarr(path: Path, level: int) -> _Source:
+def _open_zarr(path: Path, level: int, missing: str) -> _Source:
     try:
         node = zarr.open(store=str(path), mode="r")
     except Exception as exc:  # zarr raises several types for "not a store"
@@ -122,11 +131,11 @@ def _open_zarr(path: Path, level: int) -> _Source:
     fmt = f"zarr-v{node.metadata.zarr_format}"
     if isinstance(node, zarr.Array):
         _check_level(level, 1, path)
-        return _source_from_zarr_array(node, path, fmt, _default_axes(node.ndim, path))
+        return _source_from_zarr_array(node, path, fmt, _default_axes(node.ndim, path), missing)
     attrs = node.attrs.asdict()
     ome = attrs.get("ome", attrs)
     if "multiscales" in ome:
-        return _open_ome_zarr(node, path, ome, level)
+        return _open_ome_zarr(node, path, ome, level, missing)
     arrays = sorted(name for name, _ in node.arrays())
     if not arrays:
         raise InputError(f"Zarr group {path} holds no array; point at an array or an OME-Zarr image")
@@ -137,16 +146,18 @@ def _open_zarr(path: Path, level: int) -> _Source:
         )
     _check_level(level, 1, path)
     array = node[arrays[0]]
-    return _source_from_zarr_array(array, path, fmt, _default_axes(array.ndim, path))
+    return _source_from_zarr_array(array, path, fmt, _default_axes(array.ndim, path), missing)
 
 
-def _open_ome_zarr(group, path: Path, ome: dict, level: int) -> _Source:
+def _open_ome_zarr(group, path: Path, ome: dict, level: int, missing: str) -> _Source:
     ms = ome["multiscales"][0]
     version = ome.get("version") or ms.get("version") or "0.4"
     datasets = ms["datasets"]
     _check_level(level, len(datasets), path)
     axes_meta = ms.get("axes")
+    units = None
     if axes_meta and isinstance(axes_meta[0], dict):
+        units = {a["name"][0].lower(): a["unit"] for a in axes_meta if a.get("unit")} or None
         axes = "".join(a["name"][0].lower() for a in axes_meta)
         kinds = [a.get("type") for a in axes_meta]
         axes = "".join("c" if k == "channel" else a for a, k in zip(axes, kinds))
@@ -156,10 +167,14 @@ def _open_ome_zarr(group, path: Path, ome: dict, level: int) -> _Source:
         axes = "tczyx"[-group[datasets[0]["path"]].ndim :]
     array = group[datasets[level]["path"]]
     levels = [tuple(group[d["path"]].shape) for d in datasets]
-    scale = None
-    for t in datasets[level].get("coordinateTransformations", []):
-        if t.get("type") == "scale":
-            scale = tuple(float(s) for s in t["scale"])
+    level_scales = []
+    for d in datasets:
+        level_scale = None
+        for t in d.get("coordinateTransformations", []):
+            if t.get("type") == "scale":
+                level_scale = tuple(float(s) for s in t["scale"])
+        level_scales.append(level_scale)
+    scale = level_scales[level]
     channels = None
     if "c" in axes:
         n = array.shape[axes.index("c")]
@@ -167,10 +182,12 @@ def _open_ome_zarr(group, path: Path, ome: dict, level: int) -> _Source:
         channels = [lab if lab else str(i) for i, lab in enumerate(labels)] if len(labels) == n else [
             str(i) for i in range(n)
         ]
-    source = _source_from_zarr_array(array, path, f"ome-zarr {version}", axes)
+    source = _source_from_zarr_array(array, path, f"ome-zarr {version}", axes, missing)
     source.info.levels = levels
     source.info.channels = channels
     source.info.scale = scale
+    source.info.units = units
+    source.info.level_scales = level_scales if all(level_scales) else None
     return source
 
 
@@ -189,9 +206,12 @@ def _default_axes(ndim: int, path) -> str:
     )
 
 
-def _source_from_zarr_array(array, path: Path, fmt: str, axes: str) -> _Source:
+def _source_from_zarr_array(array, path: Path, fmt: str, axes: str, missing: str = "error") -> _Source:
     check_image_array(array.shape, array.dtype, name=str(path))
-    x = da.from_zarr(array)
+    reader = _ZarrChunks(array, str(path), allow_missing=missing == "fill")
+    x = da.from_array(reader, chunks=array.chunks, inline_array=True, asarray=False,
+                      meta=np.empty((0,) * array.ndim, dtype=array.dtype),
+                      name=f"zarr-{tokenize_path(path)[:10]}-{reader.token}")
     info = ImageInfo(
         path=str(path),
         format=fmt,
@@ -202,6 +222,69 @@ def _source_from_zarr_array(array, path: Path, fmt: str, axes: str) -> _Source:
         levels=[tuple(array.shape)],
     )
     return _Source(x, info)
+
+
+class _ZarrChunks:
+    """A picklable Zarr array view whose read errors name the chunk and the store.
+
+    A chunk that is not in a local store stops the read too: microscopy
+    converters write every chunk, so a missing one means a broken copy. Set
+    ``allow_missing`` for arrays
+    written without their empty chunks (``missing_chunks="fill"``,
+    ``--missing-chunks fill``: then they read as the fill value).
+    """
+
+    def __init__(self, array, label: str, allow_missing: bool = False):
+        self.array = array
+        self.allow_missing = allow_missing
+        self.label = label
+        self.shape = tuple(array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+        self.chunks = tuple(array.chunks)
+        root = getattr(array.store, "root", None)
+        local = root is not None and getattr(array, "shards", None) is None
+        self._dir = Path(root) / array.path if local else None
+        from dask.base import tokenize
+
+        self.token = tokenize(self.label, self.shape, str(self.dtype), self.chunks)[:10]
+
+    def _chunk_ids(self, key):
+        ranges = []
+        for sl, c, n in zip(key, self.chunks, self.shape):
+            if isinstance(sl, slice):
+                start, stop, _ = sl.indices(n)
+            else:  # an integer index (dask fuses x[..., i] into the read)
+                start = int(sl) % n
+                stop = start + 1
+            ranges.append(range(start // c, -(-stop // c)))
+        return list(np.ndindex(*[len(r) for r in ranges])), ranges
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis or k is None for k in key):
+            return self.array[key]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if self._dir is not None and not self.allow_missing:
+            picks, ranges = self._chunk_ids(key)
+            for pick in picks:
+                cid = tuple(r[k] for r, k in zip(ranges, pick))
+                name = self.array.metadata.encode_chunk_key(cid)
+                if not (self._dir / name).exists():
+                    raise ChunkReadError(
+                        f"input chunk {cid} of {self.label} is missing (no {name}); restore the "
+                        "store, or pass --missing-chunks fill (missing_chunks='fill') if it was "
+                        "written without its empty chunks")
+        try:
+            return self.array[key]
+        except Exception as exc:
+            picks, ranges = self._chunk_ids(key)
+            cids = [tuple(r[k] for r, k in zip(ranges, p)) for p in picks]
+            where = f"chunk {cids[0]}" if len(cids) == 1 else f"chunks {cids[0]}..{cids[-1]}"
+            raise ChunkReadError(
+                f"cannot read input {where} of {self.label}: {exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''} (the store is damaged; "
+                "restore it from a copy)") from None
 
 
 class _TiffLevel:
@@ -339,7 +422,8 @@ def _select(x: da.Array, info: ImageInfo, channel) -> tuple[da.Array, str]:
     return x, axes
 
 
-def open_image(path, *, level: int = 0, channel: int | str | None = None) -> da.Array:
+def open_image(path, *, level: int = 0, channel: int | str | None = None,
+               missing_chunks: str = "error") -> da.Array:
     """Open an image lazily as a dask array chunked like its storage.
 
     Parameters
@@ -352,6 +436,10 @@ def open_image(path, *, level: int = 0, channel: int | str | None = None) -> da.
     channel : int or str, optional
         Index or name of the channel, needed when the image has a channel axis
         (OME ``c``, TIFF ``C``, or RGB samples ``S``) of more than one.
+    missing_chunks : "error" or "fill"
+        A Zarr chunk absent from a local store stops the read with an error
+        naming it (default), or reads as the fill value (arrays written
+        without their empty chunks).
 
     Returns
     -------
@@ -364,14 +452,15 @@ def open_image(path, *, level: int = 0, channel: int | str | None = None) -> da.
         if x.ndim not in (2, 3):
             raise InputError(f"image is {x.ndim}-D; chunkseg segments 2D and 3D images")
         return x
-    source = _open_source(path, level)
+    source = _open_source(path, level, missing_chunks)
     x, _ = _select(source.array, source.info, channel)
     return x
 
 
-def open_image_with_info(path, *, level: int = 0, channel=None) -> tuple[da.Array, ImageInfo, str]:
+def open_image_with_info(path, *, level: int = 0, channel=None,
+                         missing_chunks: str = "error") -> tuple[da.Array, ImageInfo, str]:
     """Like :func:`open_image`, also returning the metadata and the kept axes."""
-    source = _open_source(path, level)
+    source = _open_source(path, level, missing_chunks)
     x, axes = _select(source.array, source.info, channel)
     return x, source.info, axes
 
@@ -439,6 +528,7 @@ def to_zarr(array, path, *, chunks=None, overwrite: bool = False, compute: bool 
     chunks = tuple(c[0] for c in chunks)
     path = prepare_output(path, overwrite=overwrite)
     z = zarr.create_array(store=str(path), shape=x.shape, chunks=chunks, dtype=x.dtype,
+                          config={"write_empty_chunks": True},
                           fill_value=0)
     mark_complete(z, False)
     x = x.rechunk(chunks)
@@ -471,27 +561,145 @@ def check_output_path(output, inputs=()) -> Path:
     return Path(output)
 
 
-def create_labels(path, *, shape, chunks, dtype, axes: str, scale=None, attrs=None):
-    """Create an empty label group (marked incomplete) and return its array.
+def pyramid_shapes(shape, chunks) -> list[tuple[int, ...]]:
+    """Shapes of the label pyramid: Y and X halved until a level fits in one chunk."""
+    shapes = [tuple(shape)]
+    while (shapes[-1][-1] > chunks[-1] or shapes[-1][-2] > chunks[-2]) and len(shapes) < 12:
+        prev = shapes[-1]
+        shapes.append(prev[:-2] + tuple((n + 1) // 2 for n in prev[-2:]))
+    return shapes
 
-    Layout: a Zarr v3 group with the labels in array ``"0"`` and OME-Zarr 0.5
-    ``multiscales`` metadata naming it, so that viewers and the OME-Zarr
-    outputs can build on it.
+
+def _level_steps(shapes) -> list[tuple[int, ...]]:
+    """Integer strides from each level to the next; refuses other pyramids."""
+    steps = []
+    for above, below in zip(shapes[:-1], shapes[1:]):
+        step = tuple(max(1, round(a / b)) for a, b in zip(above, below))
+        if any(-(-a // s) != b for a, b, s in zip(above, below, step)):
+            raise InputError(f"pyramid level of shape {below} is not an integer downsampling of "
+                             f"{above}; chunkseg's label pyramids need integer factors")
+        steps.append(step)
+    return steps
+
+
+def _multiscales(axes: str, scales, units, version: str) -> list[dict]:
+    datasets = []
+    for level, s in enumerate(scales):
+        datasets.append({"path": str(level),
+                         "coordinateTransformations": [{"type": "scale", "scale": s}]})
+    axis_meta = []
+    for a in axes:
+        entry = {"name": a, "type": "space"}
+        if units and units.get(a):
+            entry["unit"] = units[a]
+        axis_meta.append(entry)
+    ms = {"name": "labels", "axes": axis_meta, "datasets": datasets,
+          "metadata": {"method": "nearest (every k-th pixel of the level above)"}}
+    if version == "0.4":
+        ms["version"] = "0.4"
+    return [ms]
+
+
+def create_labels(path, *, shape, chunks, dtype, axes: str, scale=None, units=None, attrs=None,
+                  version: str = "0.5", source_image: str | None = None, pyramid: bool = True,
+                  levels=None):
+    """Create an empty OME-Zarr label image (marked incomplete) and return its level-0 array.
+
+    Layout: an OME-Zarr image-label group (NGFF 0.5 on Zarr v3, or 0.4 on
+    Zarr v2) whose ``multiscales`` list level ``"0"`` (the labels) and the
+    downsampled levels ``"1"``, ``"2"``... that :func:`write_pyramid` fills:
+    Y and X halved per level, or ``levels`` = [(shape, scale), ...] to match
+    an image's own pyramid (integer factors).
     """
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    fmt = 3 if version == "0.5" else 2
+    scale = [float(v) for v in scale] if scale is not None else [1.0] * len(shape)
+    if levels is None:
+        shapes = pyramid_shapes(shape, chunks) if pyramid else [tuple(shape)]
+        scales = [scale[:-2] + [v * 2**lv for v in scale[-2:]] for lv in range(len(shapes))]
+    else:
+        shapes = [tuple(s) for s, _ in levels]
+        scales = [list(sc) for _, sc in levels]
+    _level_steps(shapes)
+    group = zarr.open_group(str(path), mode="w", zarr_format=fmt)
     mark_complete(group, False, **(attrs or {}))
-    scale = list(scale) if scale is not None else [1.0] * len(shape)
-    group.attrs["ome"] = {
-        "version": "0.5",
-        "multiscales": [{
-            "name": "labels",
-            "axes": [{"name": a, "type": "space"} for a in axes],
-            "datasets": [{"path": LABELS_ARRAY,
-                          "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-        }],
-        "image-label": {"version": "0.5"},
-    }
-    return group.create_array(LABELS_ARRAY, shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
+    multiscales = _multiscales(axes, scales, units, version)
+    label_meta = {"version": version} if version == "0.4" else {}
+    if source_image is not None:
+        label_meta["source"] = {"image": source_image}
+    if version == "0.5":
+        group.attrs["ome"] = {"version": "0.5", "multiscales": multiscales, "image-label": label_meta}
+    else:
+        group.attrs["multiscales"] = multiscales
+        group.attrs["image-label"] = label_meta
+    arrays = []
+    for level, level_shape in enumerate(shapes):
+        extra = {"dimension_names": list(axes)} if fmt == 3 else {}
+        # every chunk is written, empty ones too: a label output read as an input
+        # (open_image) must not look as if chunks were lost
+        arrays.append(group.create_array(str(level), shape=level_shape, chunks=chunks, dtype=dtype,
+                                         config={"write_empty_chunks": True},
+                                         fill_value=0, **extra))
+    return arrays[0]
+
+
+def write_pyramid(path) -> int:
+    """Fill levels 1.. of a label group from the level above (nearest: every k-th pixel).
+
+    Each level is read chunk by chunk from the one written before it, so the
+    pyramid costs about a third of a pass over the labels. Returns the
+    number of levels written.
+    """
+    group = zarr.open_group(str(path), mode="r+")
+    nlevels = 1
+    while str(nlevels) in group:
+        nlevels += 1
+    shapes = [group[str(lv)].shape for lv in range(nlevels)]
+    for level, step in enumerate(_level_steps(shapes), start=1):
+        above = da.from_zarr(group[str(level - 1)])
+        target = group[str(level)]
+        down = above[tuple(slice(None, None, s) for s in step)].rechunk(target.chunks)
+        da.store(down, target, lock=False)
+    return nlevels - 1
+
+
+def labels_target(image_path, name: str, *, level: int, overwrite: bool) -> tuple[Path, str]:
+    """Where label image ``name`` goes inside an OME-Zarr image, and its NGFF version.
+
+    Checks only (nothing is written): the input must be an OME-Zarr image
+    segmented at level 0, and the name new unless ``overwrite``.
+    """
+    info = inspect_image(image_path)
+    if not info.format.startswith("ome-zarr"):
+        raise InputError(f"--into-input needs an OME-Zarr image as INPUT; {image_path} is "
+                         f"{info.format}: give an OUTPUT path instead")
+    if level != 0:
+        raise InputError("--into-input labels the full-resolution image: use --level 0")
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise InputError(f"--into-input NAME must be a plain name like 'nuclei', got {name!r}")
+    target = Path(image_path) / "labels" / name
+    if target.exists() and not overwrite:
+        raise InputError(f"{target} exists; pass --overwrite to replace it")
+    return target, info.format.split()[-1]
+
+
+def add_to_labels_group(image_path, name: str) -> None:
+    """Register label image ``name`` in an OME-Zarr image's ``labels/`` group.
+
+    Creates ``labels/`` if needed and adds ``name`` to its list; touches
+    nothing else in the image.
+    """
+    fmt = zarr.open_group(str(image_path), mode="r").metadata.zarr_format
+    labels = zarr.open_group(str(Path(image_path) / "labels"), mode="a", zarr_format=fmt)
+    if fmt == 3:
+        ome = dict(labels.attrs.get("ome", {"version": "0.5"}))
+        names = list(ome.get("labels", []))
+        if name not in names:
+            ome["labels"] = names + [name]
+        labels.attrs["ome"] = ome
+    else:
+        names = list(labels.attrs.get("labels", []))
+        if name not in names:
+            labels.attrs["labels"] = names + [name]
 
 
 def open_labels(path, *, allow_incomplete: bool = False):
@@ -515,7 +723,146 @@ def open_labels(path, *, allow_incomplete: bool = False):
         group, array = node, node
     if not allow_incomplete and not is_complete(group):
         raise InputError(
-            f"{path} is incomplete: the run that wrote it did not finish. Rerun it (or "
-            "pass allow_incomplete=True to read what is there)"
+            f"{path} is incomplete: the run that wrote it did not finish. Finish it with "
+            "`chunkseg segment ... --resume` (or pass allow_incomplete=True to read what is there)"
         )
     return da.from_zarr(array)
+
+
+# --------------------------------------------------------------------------- resuming
+
+#: Folder inside a label group that records the chunks written so far (removed when complete).
+PROGRESS_DIR = ".chunkseg-progress"
+
+
+def fingerprint(image: da.Array, path) -> str:
+    """A token for the input of a run: where it is, its layout, and its first and last chunk."""
+    from dask.base import tokenize
+
+    where = str(Path(path).resolve()) if isinstance(path, (str, os.PathLike)) else "array"
+    first = image.blocks[(0,) * image.ndim]
+    last = image.blocks[tuple(n - 1 for n in image.numblocks)]
+    a, b = dask.compute(first, last, scheduler="sync")
+    return tokenize(where, image.shape, str(image.dtype), image.chunks,
+                    hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest(),
+                    hashlib.sha256(np.ascontiguousarray(b).tobytes()).hexdigest())
+
+
+@dataclasses.dataclass
+class RunState:
+    """What an interrupted run had settled: its threshold and its seeds."""
+
+    threshold: float | None
+    seeds: Any | None
+
+
+def save_state(path, *, threshold, seeds) -> None:
+    """Keep the global results of a run beside its chunks, for ``--resume``."""
+    folder = Path(path) / PROGRESS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    scalar = threshold is not None and np.ndim(threshold) == 0  # class maps recompute theirs
+    meta = {"threshold": float(np.asarray(threshold)) if scalar else None}
+    if seeds is not None:
+        np.save(folder / "seeds.npy", seeds.flat)
+        meta["seeds"] = {"shape": list(seeds.shape), "chunks": [list(c) for c in seeds.chunks],
+                         "max_distance": seeds.max_distance, "halo": list(seeds.halo),
+                         "undecided": seeds.undecided}
+    (folder / "state.json").write_text(json.dumps(meta))
+
+
+def _load_state(path) -> RunState:
+    from .segment import Seeds
+
+    folder = Path(path) / PROGRESS_DIR
+    try:
+        meta = json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError):
+        raise InputError(f"{path} holds no record of its run to resume from; run again with "
+                         "--overwrite") from None
+    seeds = None
+    if "seeds" in meta:
+        s = meta["seeds"]
+        seeds = Seeds(flat=np.load(folder / "seeds.npy"), shape=tuple(s["shape"]),
+                      chunks=tuple(tuple(c) for c in s["chunks"]),
+                      max_distance=s["max_distance"], halo=tuple(s["halo"]),
+                      undecided=s["undecided"])
+    return RunState(threshold=meta["threshold"], seeds=seeds)
+
+
+def check_resume(path, params: dict) -> RunState:
+    """Refuse to resume anything but an unfinished run of the same input and parameters."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"nothing to resume at {path}; run without --resume")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception:
+        raise InputError(f"{path} is not a chunkseg label output; nothing to resume") from None
+    meta = group.attrs.get(_COMPLETE_KEY, {})
+    if "params" not in meta:
+        raise InputError(f"{path} is not a chunkseg label output; nothing to resume")
+    if meta.get("complete"):
+        raise InputError(f"{path} is complete; nothing to resume")
+    old = meta["params"]
+    if old.get("input_fingerprint") != params["input_fingerprint"]:
+        raise InputError(f"{path} was written from another input (or the input changed); "
+                         "run with --overwrite to start again")
+    differ = [k for k in sorted(set(old) | set(params))
+              if k != "input_fingerprint" and _jsonable(old.get(k)) != _jsonable(params.get(k))]
+    if differ:
+        k = differ[0]
+        raise InputError(f"{path} was written with {k}={old.get(k)!r}, not {params.get(k)!r}; "
+                         "resume with the same parameters, or run with --overwrite")
+    return _load_state(path)
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def label_array(path):
+    return zarr.open_group(str(path), mode="r+")[LABELS_ARRAY]
+
+
+def _block_name(index) -> str:
+    return ".".join(map(str, index))
+
+
+def done_blocks(path) -> set:
+    """Block indices whose chunk was fully written (their marker exists)."""
+    folder = Path(path) / PROGRESS_DIR / "done"
+    if not folder.exists():
+        return set()
+    return {tuple(int(v) for v in p.name.split(".")) for p in folder.iterdir()}
+
+
+def _write_block(block, *, array, region, marker):
+    array[region] = block
+    with open(marker, "wb"):
+        pass
+    return None
+
+
+def store_blocks(x: da.Array, array, path, *, skip=frozenset()):
+    """Delayed write of every block of ``x`` not in ``skip``, each marked done once written.
+
+    Workers write straight to the store; a marker file per block (written
+    after its chunk) tells ``--resume`` which chunks are complete.
+    """
+    from . import _graph
+
+    folder = Path(path).resolve() / PROGRESS_DIR / "done"
+    folder.mkdir(parents=True, exist_ok=True)
+    g = _graph.Graph("write", x)
+    writes = []
+    for idx in np.ndindex(*x.numblocks):
+        if idx in skip:
+            continue
+        region = _graph.chunk_slices(x.chunks, idx)
+        writes.append(g.task("write", idx, _write_block, (x.name, *idx), array=array,
+                             region=region, marker=str(folder / _block_name(idx))))
+    return g.delayed(g.task("done", (), _graph.barrier, *writes))
+
+
+def clear_progress(path) -> None:
+    shutil.rmtree(Path(path) / PROGRESS_DIR, ignore_errors=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import time
 import warnings
@@ -14,7 +16,9 @@ import numpy as np
 
 from . import __version__
 from . import io as _io
-from . import measure as _measure
+from . import table as _measure
+from ._monitor import PeakMemory
+from ._monitor import progress as _progress
 from .cluster import scheduler as _scheduler
 from .filters import describe_threshold, parse_filter, parse_threshold
 from .segment import (
@@ -55,6 +59,43 @@ class SegmentReport:
     undecided_seeds: int
     timings: dict
     fractions: list | None = None
+    warnings: list = dataclasses.field(default_factory=list)
+    tasks: int | None = None
+    #: with --resume: chunks found written, chunks written now, all chunks
+    resumed: dict | None = None
+    peak_memory: int | None = None
+    params: dict | None = None
+    plan: "Plan | None" = None
+
+    def to_dict(self) -> dict:
+        """The JSON run report: parameters, versions, results, timings, memory, chunks."""
+        out = {
+            "chunkseg": __version__,
+            "versions": _versions(),
+            "output": self.output,
+            "method": self.method,
+            "objects": self.objects,
+            "threshold": self.threshold,
+            "fractions": self.fractions,
+            "shape": list(self.shape),
+            "chunks": list(self.chunks),
+            "chunk_count": int(np.prod([-(-n // c) for n, c in zip(self.shape, self.chunks)])),
+            "dtype": self.dtype,
+            "halo": {"seeds": list(self.seed_halo) if self.seed_halo else None,
+                     "watershed": self.watershed_halo,
+                     "max_distance": self.max_distance,
+                     "undecided_seeds": self.undecided_seeds},
+            "warnings": list(self.warnings),
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "total_s": round(sum(self.timings.values()), 4),
+            "peak_memory_bytes": self.peak_memory,
+            "tasks": self.tasks,
+            "resumed": self.resumed,
+            "params": self.params,
+        }
+        if self.plan is not None:
+            out["plan"] = self.plan.to_dict()
+        return out
 
     def _threshold_text(self) -> str:
         t = self.threshold
@@ -67,6 +108,10 @@ class SegmentReport:
         total = sum(self.timings.values())
         size = "x".join(map(str, self.shape))
         tail = f"{size} px in {total:.1f} s -> {self.output}"
+        if self.resumed:
+            r = self.resumed
+            tail += (f" (resumed: {r['already_written']} of {r['chunks']} chunks were written, "
+                     f"{r['written']} written now)")
         if self.method == "threshold":
             if len(self.fractions) == 2:
                 what = f"foreground {100 * self.fractions[1]:.2f}%"
@@ -74,6 +119,99 @@ class SegmentReport:
                 what = "classes " + ", ".join(f"{k}: {100 * f:.2f}%" for k, f in enumerate(self.fractions))
             return f"{what}, threshold {self._threshold_text()}, {tail}"
         return f"{self.objects} objects, threshold {self._threshold_text()}, {tail}"
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("dask", "distributed", "zarr", "numpy", "scipy", "scikit-image", "numba", "edt",
+                 "tifffile"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:  # pragma: no cover
+            out[name] = None
+    return out
+
+
+#: Tasks per chunk of each pass (counted on the graphs chunkseg builds; see test_report).
+_TASKS_PER_CHUNK = {"watershed": 12, "label": 15, "threshold": 7}
+#: Working bytes per pixel of the padded block in the heaviest kernel of each method.
+_BYTES_PER_PIXEL = {"watershed": 30, "label": 20, "threshold": 10}
+#: Resident memory of an idle worker process (Python, numpy, dask, numba).
+_WORKER_BASE = 250 * 2**20
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a run will do, before it does it (``chunkseg segment --dry-run``)."""
+
+    shape: tuple
+    dtype: str
+    chunks: tuple
+    chunk_count: int
+    method: str
+    halo: tuple
+    halo_note: str
+    tasks: int
+    workers: int
+    threads_per_worker: int
+    memory_per_worker: int
+    output: str
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+    def summary(self) -> str:
+        gb = self.memory_per_worker / 2**30
+        return "\n".join([
+            f"input:    {'x'.join(map(str, self.shape))} {self.dtype}",
+            f"chunks:   {'x'.join(map(str, self.chunks))}  ({self.chunk_count} chunks)",
+            f"method:   {self.method}",
+            f"halo:     {'x'.join(map(str, self.halo))}  ({self.halo_note})",
+            f"tasks:    about {self.tasks}",
+            f"workers:  {self.workers} x {self.threads_per_worker} thread(s), about {gb:.2f} GB "
+            "each",
+            f"output:   {self.output} (nothing computed or written: dry run)",
+        ])
+
+
+def make_plan(image, *, method, halo, min_distance, footprint, sampling, scheduler, workers,
+              threads_per_worker, output) -> Plan:
+    """Shapes, chunks, halo, task count and memory per worker of a run, computing nothing."""
+    import os
+
+    from .segment import watershed_halo
+
+    chunks = tuple(max(c) for c in image.chunks)
+    nchunks = int(np.prod(image.numblocks))
+    if method == "watershed":
+        if halo == "auto":
+            # the seed pass measures the largest distance; until then assume objects of
+            # about twice the seed spacing (a retry doubles the halo when they are larger)
+            h = watershed_halo(2.0 * min_distance, min_distance, sampling, image.ndim)
+            note = "auto: measured in the seed pass; estimated from --min-distance"
+        else:
+            h = (int(halo),) * image.ndim
+            note = "given"
+    elif method == "label":
+        h, note = (1,) * image.ndim, "one plane of each neighbour"
+    else:
+        h, note = (0,) * image.ndim, "none needed"
+    input_tasks = len(image.__dask_graph__())
+    tasks = input_tasks + _TASKS_PER_CHUNK[method] * nchunks
+    padded = int(np.prod([c + 2 * hh for c, hh in zip(chunks, h)]))
+    nworkers = workers or (os.cpu_count() or 1)
+    per_thread = padded * (_BYTES_PER_PIXEL[method] + image.dtype.itemsize)
+    if scheduler == "threads":
+        threads, nproc = nworkers, 1
+    else:
+        threads, nproc = threads_per_worker, nworkers
+    return Plan(shape=tuple(image.shape), dtype=str(image.dtype), chunks=chunks,
+                chunk_count=nchunks, method=method, halo=tuple(int(v) for v in h), halo_note=note,
+                tasks=int(tasks), workers=nproc, threads_per_worker=threads,
+                memory_per_worker=int(_WORKER_BASE + threads * per_thread), output=str(output))
 
 
 def _parse_chunks(chunks, ndim: int):
@@ -99,11 +237,18 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
                 footprint: int = 3, spacing=None, halo="auto", chunks=None,
                 scheduler: str = "threads", workers: int | None = None, overwrite: bool = False,
                 min_size: int = 0, connectivity: int = 1, classes: int | None = None,
-                table=None) -> SegmentReport:
+                table=None, into_input: str | None = None, dry_run: bool = False,
+                progress: bool | None = None, report: str | bool | None = None,
+                threads_per_worker: int = 1, memory_limit: str | None = "auto",
+                resume: bool = False, missing_chunks: str = "error"):
     """Segment ``input`` into a label store at ``output`` and report.
 
     Everything is checked before any pixel is read; the output is marked
-    incomplete until its last chunk is written.
+    incomplete until its last chunk is written. ``dry_run`` returns the
+    :class:`Plan` instead, computing and writing nothing. ``progress``
+    shows a bar on stderr (None: when it is a terminal). ``report``: where
+    to write the JSON run report (default ``OUTPUT.report.json``; False:
+    none).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -118,12 +263,24 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
     check_classes(method, threshold, classes)
     parse_filter(smooth)
     parse_filter(background, option="--background")
-    image, info, axes = _io.open_image_with_info(input, level=level, channel=channel)
+    image, info, axes = _io.open_image_with_info(input, level=level, channel=channel,
+                                                 missing_chunks=missing_chunks)
     chunks = _parse_chunks(chunks, image.ndim)
     sampling = _check_sampling(spacing, image.ndim) if spacing is not None else None
-    _io.check_output_path(output, [input])
-    if Path(output).exists() and not overwrite:
-        raise InputError(f"output {output} exists; pass --overwrite to replace it")
+    ngff = "0.5"
+    if into_input is not None:
+        if output is not None:
+            raise InputError("give either OUTPUT or --into-input NAME, not both")
+        output, ngff = _io.labels_target(input, into_input, level=level, overwrite=overwrite)
+    elif output is None:
+        raise InputError("give an OUTPUT path (or --into-input NAME for an OME-Zarr input)")
+    else:
+        _io.check_output_path(output, [input])
+    if resume and overwrite:
+        raise InputError("--resume finishes an output, --overwrite replaces it: pick one")
+    if Path(output).exists() and not overwrite and not resume:
+        raise InputError(f"output {output} exists; pass --overwrite to replace it, or --resume "
+                         "to finish an interrupted run")
     if table is not None:
         if method == "threshold":
             raise InputError("--table measures objects: use it with --method watershed or label")
@@ -131,24 +288,90 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
     if chunks is not None:
         image = image.rechunk(chunks)
     timings["open"] = time.perf_counter() - t0
+    plan = make_plan(image, method=method, halo=halo, min_distance=min_distance,
+                     footprint=footprint, sampling=sampling, scheduler=scheduler, workers=workers,
+                     threads_per_worker=threads_per_worker, output=output)
+    if dry_run:
+        return plan
+    report_path = None if report is False else Path(report or f"{output}.report.json")
+    if report_path is not None and report_path.exists() and not (overwrite or resume):
+        raise InputError(f"report {report_path} exists; pass --overwrite to replace it")
+    out_chunks = tuple(max(c) for c in image.chunks)
+    params = {
+        "input": str(input), "level": level, "channel": channel, "method": method,
+        "threshold": describe_threshold(threshold) if not isinstance(threshold, (int, float))
+        else float(threshold),
+        "smooth": None if smooth is None else str(smooth),
+        "background": None if background is None else str(background),
+        "min_distance": min_distance, "footprint": footprint, "classes": classes,
+        "min_size": min_size, "connectivity": connectivity,
+        "spacing": list(sampling) if sampling else None, "halo": halo,
+        "chunks": list(out_chunks), "version": __version__,
+        "input_fingerprint": _io.fingerprint(image, input),
+    }
+    state = _io.check_resume(output, params) if resume else None
+    with PeakMemory() as memory, warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        result, objects = _run(
+            image, output, info=info, axes=axes, method=method, threshold=threshold,
+            smooth=smooth, background=background, classes=classes, min_distance=min_distance,
+            footprint=footprint, sampling=sampling, halo=halo, min_size=min_size,
+            connectivity=connectivity, table=table, into_input=into_input, ngff=ngff,
+            input=input, overwrite=overwrite, params=params, state=state, timings=timings,
+            scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
+            memory_limit=memory_limit, progress=progress)
+    for w in warned:  # recorded for the report, then passed on to the caller
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    result.peak_memory = memory.peak
+    result.plan = plan
+    result.warnings = [str(w.message) for w in warned]
+    import zarr
 
+    if table is not None:
+        _measure.write_table(objects, table)
+    if report_path is not None:
+        report_path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    group = zarr.open_group(str(output), mode="r+")
+    _io.mark_complete(group, True, objects=result.objects, threshold=result.threshold,
+                      fractions=result.fractions)
+    _io.clear_progress(output)
+    return result
+
+
+def _run(image, output, *, info, axes, method, threshold, smooth, background, classes,
+         min_distance, footprint, sampling, halo, min_size, connectivity, table, into_input,
+         ngff, input, overwrite, params, state, timings, scheduler, workers,
+         threads_per_worker, memory_limit, progress):
+    """The computing part of :func:`run_segment` (checks done, output not yet touched)."""
     seeds = None
     count = None
     count_delayed = None
     parts = None
-    with _scheduler(scheduler, workers=workers):
+    objects = None
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(_scheduler(scheduler, workers=workers,
+                                                threads_per_worker=threads_per_worker,
+                                                memory_limit=memory_limit))
+        tasks = stack.enter_context(_progress(client, enabled=progress))
         t = time.perf_counter()
         if method == "threshold" and threshold == "multiotsu":
             labels, tval = classify(image, classes=classes or 3, smooth=smooth, background=background)
             nclasses = (classes or 3)
+        elif state is not None and state.threshold is not None:  # resumed: the value it used
+            tval = state.threshold
+            mask, _ = foreground(image, tval, smooth=smooth, background=background)
+            nclasses = 2
         else:
             mask, tval = foreground(image, threshold, smooth=smooth, background=background)
             nclasses = 2
         timings["threshold"] = time.perf_counter() - t
         t = time.perf_counter()
         if method == "watershed":
-            seeds = find_seeds(mask, min_distance=min_distance, footprint=footprint,
-                               sampling=sampling, halo=halo)
+            if state is not None and state.seeds is not None:
+                seeds = state.seeds
+            else:
+                seeds = find_seeds(mask, min_distance=min_distance, footprint=footprint,
+                                   sampling=sampling, halo=halo)
             timings["seeds"] = time.perf_counter() - t
             count = seeds.count
             labels = watershed(mask, seeds, sampling=sampling, halo=halo,
@@ -171,30 +394,32 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
             count_delayed = None
         dtype = labels.dtype
         t = time.perf_counter()
-        out_chunks = tuple(max(c) for c in labels.chunks)
+        out_chunks = tuple(params["chunks"])
         labels = labels.rechunk(out_chunks)
-        _io.prepare_output(output, overwrite=overwrite)
-        params = {
-            "input": str(input), "level": level, "channel": channel, "method": method,
-            "threshold": describe_threshold(threshold) if not isinstance(threshold, (int, float))
-            else float(threshold),
-            "smooth": None if smooth is None else str(smooth),
-            "background": None if background is None else str(background),
-            "min_distance": min_distance, "footprint": footprint, "classes": classes,
-            "min_size": min_size, "connectivity": connectivity,
-            "spacing": list(sampling) if sampling else None, "halo": halo,
-            "chunks": list(out_chunks), "version": __version__,
-        }
-        scale = info.scale[-image.ndim:] if info.scale else sampling
-        array = _io.create_labels(output, shape=labels.shape, chunks=out_chunks, dtype=dtype,
-                                  axes=axes, scale=scale, attrs={"params": params})
-        store = da.store(labels, array, lock=False, compute=False)
+        if state is None:
+            _io.prepare_output(output, overwrite=overwrite)
+            scale = info.scale[-image.ndim:] if info.scale else sampling
+            if into_input is not None:
+                _io.add_to_labels_group(input, into_input)
+            array = _io.create_labels(output, shape=labels.shape, chunks=out_chunks, dtype=dtype,
+                                      axes=axes, scale=scale, units=info.units, version=ngff,
+                                      source_image="../../" if into_input else None,
+                                      levels=_image_levels(info, axes) if into_input else None,
+                                      attrs={"params": params})
+            _io.save_state(output, threshold=None if isinstance(tval, tuple) else tval,
+                           seeds=seeds)
+            done = set()
+        else:
+            array = _io.label_array(output)
+            done = _io.done_blocks(output)
+        store = _io.store_blocks(labels, array, output, skip=done)
         extra = [x for x in (count_delayed, parts) if x is not None]
-        if table is not None:  # measured from the same label blocks as they are written
+        measure_now = table is not None and not done
+        if measure_now:  # measured from the same label blocks as they are written
             mg, roots = _measure.measure_graph(labels, image.rechunk(labels.chunks))
             extra += [mg.delayed(k) for k in roots]
         results = dask.compute(store, *extra)[1:]
-        if table is not None:
+        if measure_now:
             nroots = len(roots)
             objects = _measure.table_from_parts(
                 results[-nroots:], _measure.check_properties(None, True), labels.ndim, sampling,
@@ -210,22 +435,36 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
         if count is None and method != "threshold":  # after a size filter: N is the maximum
             count = int(da.from_zarr(array).max().compute())
         timings[f"{method}+write"] = time.perf_counter() - t
-    report = SegmentReport(
+        if table is not None and objects is None:  # resumed: measure what is now complete
+            t = time.perf_counter()
+            objects = _measure.measure(da.from_zarr(array), image.rechunk(array.chunks),
+                                       spacing=sampling)
+            timings["measure"] = time.perf_counter() - t
+        t = time.perf_counter()
+        _io.write_pyramid(output)
+        timings["pyramid"] = time.perf_counter() - t
+    nblocks = int(np.prod([-(-n // c) for n, c in zip(labels.shape, out_chunks)]))
+    result = SegmentReport(
         output=str(output), method=method, objects=count,
         threshold=describe_threshold(tval) if isinstance(tval, tuple) else np.asarray(tval).tolist(),
         shape=tuple(labels.shape), chunks=out_chunks, dtype=str(dtype),
         seed_halo=seeds.halo if seeds else None, watershed_halo=halo,
         max_distance=seeds.max_distance if seeds else None,
         undecided_seeds=seeds.undecided if seeds else 0, timings=timings, fractions=frac,
+        params=params, tasks=tasks.total,
+        resumed=None if state is None else {"already_written": len(done),
+                                            "written": nblocks - len(done), "chunks": nblocks},
     )
-    import zarr
+    return result, objects
 
-    if table is not None:
-        _measure.write_table(objects, table)
-    group = zarr.open_group(str(output), mode="r+")
-    _io.mark_complete(group, True, objects=report.objects, threshold=report.threshold,
-                      fractions=frac)
-    return report
+
+def _image_levels(info, axes: str):
+    """(shape, scale) of every level of an OME-Zarr image, spatial axes only."""
+    keep = [i for i, a in enumerate(info.axes) if a in axes]
+    scales = info.level_scales or [None] * len(info.levels)
+    return [(tuple(shape[i] for i in keep),
+             [sc[i] for i in keep] if sc else [1.0] * len(keep))
+            for shape, sc in zip(info.levels, scales)]
 
 
 def _check_table_output(table, overwrite: bool, inputs) -> None:
@@ -301,7 +540,7 @@ def run_compare(a, b, *, out=None, overwrite: bool = False) -> tuple[int, int]:
     out_chunks = tuple(max(c) for c in diff.chunks)
     _io.prepare_output(out, overwrite=overwrite)
     array = _io.create_labels(out, shape=diff.shape, chunks=out_chunks, dtype=np.uint8,
-                              axes="zyx"[-diff.ndim:], attrs={"params": {"compare": [str(a), str(b)]}})
+                              axes="zyx"[-diff.ndim:], pyramid=False, attrs={"params": {"compare": [str(a), str(b)]}})
     store = da.store(diff.astype(np.uint8).rechunk(out_chunks), array, lock=False, compute=False)
     _, differ = dask.compute(store, count)
     import zarr

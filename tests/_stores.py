@@ -8,18 +8,24 @@ import zarr
 
 
 def write_ome_zarr(path: Path, image: np.ndarray, *, version: str = "0.5", axes: str = "cyx",
-                   channel_names=None, levels: int = 2, chunks=None) -> Path:
+                   channel_names=None, levels: int = 2, chunks=None, unit=None) -> Path:
     fmt = 3 if version == "0.5" else 2
     group = zarr.open_group(str(path), mode="w", zarr_format=fmt)
     datasets = []
     data = image
     for lv in range(levels):
-        group.create_array(str(lv), data=data, chunks=chunks or tuple(max(1, s // 2) for s in data.shape))
+        extra = {"dimension_names": list(axes)} if fmt == 3 else {}
+        group.create_array(str(lv), data=data, chunks=chunks or tuple(max(1, s // 2) for s in data.shape),
+                           **extra)
         scale = [1.0 if a in "ct" else float(2**lv) for a in axes]
         datasets.append({"path": str(lv), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
         sl = tuple(slice(None) if a in "ct" else slice(None, None, 2) for a in axes)
         data = data[sl]
     ax = [{"name": a, "type": "channel" if a == "c" else ("time" if a == "t" else "space")} for a in axes]
+    if unit:
+        for entry in ax:
+            if entry["type"] == "space":
+                entry["unit"] = unit
     ms = {"axes": ax, "datasets": datasets, "name": "image"}
     meta = {"multiscales": [ms]}
     if channel_names:

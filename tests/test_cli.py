@@ -167,8 +167,13 @@ def test_segment_bad_inputs(capsys, tmp_path):
 
 
 def test_segment_no_foreground_warns_and_writes_empty(capsys, tmp_path):
+    # zarr-python stores no chunk of an all-zero array: missing chunks stop a run unless
+    # they are to be read as the fill value
     zarr.create_array(str(tmp_path / "dark.zarr"), data=np.zeros((50, 50), np.uint8))
-    assert main(["segment", str(tmp_path / "dark.zarr"), str(tmp_path / "o.zarr"), "--threshold", "10"]) == 0
+    assert main(["segment", str(tmp_path / "dark.zarr"), str(tmp_path / "o.zarr"), "--threshold", "10"]) == 1
+    assert "--missing-chunks fill" in capsys.readouterr().err
+    assert main(["segment", str(tmp_path / "dark.zarr"), str(tmp_path / "o.zarr"), "--threshold", "10",
+                 "--missing-chunks", "fill"]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("0 objects")
     assert "no foreground" in captured.err

@@ -10,6 +10,7 @@ import chunkseg
 from chunkseg.datasets import synthetic_nuclei
 from chunkseg.run import run_segment
 
+from ._cluster import remote_cluster
 from .conftest import real_image
 
 
@@ -54,33 +55,8 @@ def test_run_segment_processes_equals_threads(tmp_path):
 @pytest.fixture(scope="module")
 def remote_scheduler(tmp_path_factory):
     """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
-    import subprocess
-    import sys
-    import time
-
-    path = tmp_path_factory.mktemp("sched") / "scheduler.json"
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-         "--port", "0", "--no-dashboard", "--scheduler-file", str(path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        deadline = time.monotonic() + 60
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(path),
-                 "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        with Client(scheduler_file=str(path), timeout="60s") as c:
-            c.wait_for_workers(2, timeout=60)
-            address = c.scheduler.address
-        yield address, path
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+    with remote_cluster(tmp_path_factory.mktemp("sched")) as cluster:
+        yield cluster
 
 
 def test_cli_on_a_remote_scheduler_equals_threads(tmp_path, remote_scheduler, capsys):

@@ -10,7 +10,7 @@ from skimage.measure import regionprops_table
 
 import chunkseg
 from chunkseg.cli import main
-from chunkseg.measure import measure
+from chunkseg.table import measure
 
 from .conftest import REAL_2D, REAL_3D, real_image
 
