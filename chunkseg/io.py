@@ -836,23 +836,65 @@ def done_blocks(path) -> set:
     return {tuple(int(v) for v in p.name.split(".")) for p in folder.iterdir()}
 
 
-def _write_block(block, *, array, region, marker):
+def _piece(block, origin, step):
+    """The pixels of ``block`` (at ``origin``) that the next level keeps, and where they go."""
+    if step is None:
+        return None
+    sl = tuple(slice((-o) % s, None, s) for o, s in zip(origin, step))
+    start = tuple(-(-o // s) for o, s in zip(origin, step))
+    return start, np.ascontiguousarray(block[sl])
+
+
+def _write_block(block, *, array, region, marker, step):
     array[region] = block
-    with open(marker, "wb"):
-        pass
-    return None
+    if marker is not None:
+        with open(marker, "wb"):
+            pass
+    return _piece(block, tuple(r.start for r in region), step)
 
 
-def store_blocks(x: da.Array, array, path, *, skip=frozenset()):
+def _write_level(*pieces, array, region, dtype, step):
+    """Assemble one chunk of a pyramid level from the pieces of the level above; write it."""
+    out = np.zeros(tuple(r.stop - r.start for r in region), dtype=dtype)
+    for start, piece in pieces:
+        dst, src = [], []
+        for a, (s0, r) in enumerate(zip(start, region)):
+            lo, hi = max(s0, r.start), min(s0 + piece.shape[a], r.stop)
+            dst.append(slice(lo - r.start, hi - r.start))
+            src.append(slice(lo - s0, hi - s0))
+        out[tuple(dst)] = piece[tuple(src)]
+    return _write_block(out, array=array, region=region, marker=None, step=step)
+
+
+def _children(index, chunks, step, shape_above, chunks_above):
+    """Block indices of the level above whose kept pixels fall in block ``index``."""
+    ranges = []
+    for i, c, s, n, ca in zip(index, chunks, step, shape_above, chunks_above):
+        lo, hi = i * c * s, min((i + 1) * c * s, n)
+        ranges.append(range(lo // ca, -(-hi // ca)))
+    return [tuple(r[k] for r, k in zip(ranges, pick))
+            for pick in np.ndindex(*[len(r) for r in ranges])]
+
+
+def store_blocks(x: da.Array, array, path, *, skip=frozenset(), pyramid: bool = False):
     """Delayed write of every block of ``x`` not in ``skip``, each marked done once written.
 
     Workers write straight to the store; a marker file per block (written
-    after its chunk) tells ``--resume`` which chunks are complete.
+    after its chunk) tells ``--resume`` which chunks are complete. With
+    ``pyramid``, the levels 1, 2... of the label group are written in the
+    same graph from the blocks as they are written (each level chunk from
+    the kept pixels of the chunks above it), so the labels are never read back.
     """
     from . import _graph
 
     folder = Path(path).resolve() / PROGRESS_DIR / "done"
     folder.mkdir(parents=True, exist_ok=True)
+    levels = []
+    if pyramid:
+        group = zarr.open_group(str(path), mode="r+")
+        while str(len(levels) + 1) in group:
+            levels.append(group[str(len(levels) + 1)])
+    steps = _level_steps([array.shape] + [a.shape for a in levels])
     g = _graph.Graph("write", x)
     writes = []
     for idx in np.ndindex(*x.numblocks):
@@ -860,7 +902,20 @@ def store_blocks(x: da.Array, array, path, *, skip=frozenset()):
             continue
         region = _graph.chunk_slices(x.chunks, idx)
         writes.append(g.task("write", idx, _write_block, (x.name, *idx), array=array,
-                             region=region, marker=str(folder / _block_name(idx))))
+                             region=region, marker=str(folder / _block_name(idx)),
+                             step=steps[0] if levels else None))
+    above, above_key = array, "write"
+    for level, target in enumerate(levels, start=1):
+        grid = tuple(-(-n // c) for n, c in zip(target.shape, target.chunks))
+        kind = f"level{level}"
+        for idx in np.ndindex(*grid):
+            region = tuple(slice(i * c, min((i + 1) * c, n))
+                           for i, c, n in zip(idx, target.chunks, target.shape))
+            kids = _children(idx, target.chunks, steps[level - 1], above.shape, above.chunks)
+            writes.append(g.task(kind, idx, _write_level, *[g.key(above_key, *k) for k in kids],
+                                 array=target, region=region, dtype=target.dtype,
+                                 step=steps[level] if level < len(levels) else None))
+        above, above_key = target, kind
     return g.delayed(g.task("done", (), _graph.barrier, *writes))
 
 

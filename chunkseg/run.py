@@ -412,7 +412,8 @@ def _run(image, output, *, info, axes, method, threshold, smooth, background, cl
         else:
             array = _io.label_array(output)
             done = _io.done_blocks(output)
-        store = _io.store_blocks(labels, array, output, skip=done)
+        # a fresh run writes the pyramid in the same graph; a resumed one rebuilds it after
+        store = _io.store_blocks(labels, array, output, skip=done, pyramid=not done)
         extra = [x for x in (count_delayed, parts) if x is not None]
         measure_now = table is not None and not done
         if measure_now:  # measured from the same label blocks as they are written
@@ -440,9 +441,10 @@ def _run(image, output, *, info, axes, method, threshold, smooth, background, cl
             objects = _measure.measure(da.from_zarr(array), image.rechunk(array.chunks),
                                        spacing=sampling)
             timings["measure"] = time.perf_counter() - t
-        t = time.perf_counter()
-        _io.write_pyramid(output)
-        timings["pyramid"] = time.perf_counter() - t
+        if done:
+            t = time.perf_counter()
+            _io.write_pyramid(output)
+            timings["pyramid"] = time.perf_counter() - t
     nblocks = int(np.prod([-(-n // c) for n, c in zip(labels.shape, out_chunks)]))
     result = SegmentReport(
         output=str(output), method=method, objects=count,

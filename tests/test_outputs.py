@@ -160,3 +160,28 @@ def test_preview_3d_plane(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "p.png")),
                                   label_colours(labels[5]))
     assert main(["-q", "preview", str(out), str(tmp_path / "z.png"), "--z", "99"]) == 2
+
+
+@pytest.mark.parametrize("shape, chunks, levels", [
+    ((1000, 1300), (128, 100), None),  # default: Y and X halved, odd sizes, uneven chunks
+    ((7, 300, 290), (3, 64, 64), None),  # 3D: Z kept
+    ((300, 290), (64, 50), [((300, 290), [1, 1]), ((100, 97), [3, 3]), ((34, 33), [9, 9])]),
+])
+def test_pyramid_written_with_the_labels_equals_strided_labels(tmp_path, shape, chunks, levels):
+    import dask.array as da
+
+    from chunkseg.io import create_labels, store_blocks
+
+    labels = np.random.default_rng(0).integers(0, 2**31, size=shape, dtype=np.uint32)
+    out = tmp_path / "l.zarr"
+    array = create_labels(out, shape=shape, chunks=chunks, dtype=np.uint32,
+                          axes="zyx"[-len(shape):], levels=levels)
+    store_blocks(da.from_array(labels, chunks=chunks), array, out, pyramid=True).compute()
+    group = zarr.open_group(str(out), mode="r")
+    nlevels = len([k for k in group.attrs["ome"]["multiscales"][0]["datasets"]])
+    assert nlevels >= 3
+    stride = 1
+    for level in range(nlevels):
+        want = labels[..., ::stride, ::stride]
+        np.testing.assert_array_equal(group[str(level)][:], want, err_msg=f"level {level}")
+        stride *= 2 if levels is None else 3
