@@ -570,6 +570,11 @@ def pyramid_shapes(shape, chunks) -> list[tuple[int, ...]]:
     return shapes
 
 
+def check_pyramid(shapes) -> None:
+    """Refuse, before any work, a pyramid chunkseg cannot match (non-integer factors)."""
+    _level_steps(shapes)
+
+
 def _level_steps(shapes) -> list[tuple[int, ...]]:
     """Integer strides from each level to the next; refuses other pyramids."""
     steps = []
@@ -836,25 +841,23 @@ def done_blocks(path) -> set:
     return {tuple(int(v) for v in p.name.split(".")) for p in folder.iterdir()}
 
 
-def _piece(block, origin, step):
+def _piece(block, *, origin, step):
     """The pixels of ``block`` (at ``origin``) that the next level keeps, and where they go."""
-    if step is None:
-        return None
     sl = tuple(slice((-o) % s, None, s) for o, s in zip(origin, step))
     start = tuple(-(-o // s) for o, s in zip(origin, step))
     return start, np.ascontiguousarray(block[sl])
 
 
-def _write_block(block, *, array, region, marker, step):
+def _write_block(block, *, array, region, marker):
     array[region] = block
     if marker is not None:
         with open(marker, "wb"):
             pass
-    return _piece(block, tuple(r.start for r in region), step)
+    return None  # nothing is held for the final barrier
 
 
-def _write_level(*pieces, array, region, dtype, step):
-    """Assemble one chunk of a pyramid level from the pieces of the level above; write it."""
+def _level_block(*pieces, region, dtype):
+    """One chunk of a pyramid level, assembled from the pieces of the level above."""
     out = np.zeros(tuple(r.stop - r.start for r in region), dtype=dtype)
     for start, piece in pieces:
         dst, src = [], []
@@ -863,7 +866,7 @@ def _write_level(*pieces, array, region, dtype, step):
             dst.append(slice(lo - r.start, hi - r.start))
             src.append(slice(lo - s0, hi - s0))
         out[tuple(dst)] = piece[tuple(src)]
-    return _write_block(out, array=array, region=region, marker=None, step=step)
+    return out
 
 
 def _children(index, chunks, step, shape_above, chunks_above):
@@ -896,28 +899,58 @@ def store_blocks(x: da.Array, array, path, *, skip=frozenset(), pyramid: bool = 
             levels.append(group[str(len(levels) + 1)])
     steps = _level_steps([array.shape] + [a.shape for a in levels])
     g = _graph.Graph("write", x)
-    writes = []
+    writes = []  # tasks that return None: the final barrier holds no data
     for idx in np.ndindex(*x.numblocks):
         if idx in skip:
             continue
         region = _graph.chunk_slices(x.chunks, idx)
-        writes.append(g.task("write", idx, _write_block, (x.name, *idx), array=array,
-                             region=region, marker=str(folder / _block_name(idx)),
-                             step=steps[0] if levels else None))
-    above, above_key = array, "write"
+        block = (x.name, *idx)
+        writes.append(g.task("write", idx, _write_block, block, array=array, region=region,
+                             marker=str(folder / _block_name(idx))))
+        if levels:
+            g.task("piece", idx, _piece, block, origin=tuple(r.start for r in region),
+                   step=steps[0])
+    above = array
     for level, target in enumerate(levels, start=1):
         grid = tuple(-(-n // c) for n, c in zip(target.shape, target.chunks))
-        kind = f"level{level}"
         for idx in np.ndindex(*grid):
             region = tuple(slice(i * c, min((i + 1) * c, n))
                            for i, c, n in zip(idx, target.chunks, target.shape))
             kids = _children(idx, target.chunks, steps[level - 1], above.shape, above.chunks)
-            writes.append(g.task(kind, idx, _write_level, *[g.key(above_key, *k) for k in kids],
-                                 array=target, region=region, dtype=target.dtype,
-                                 step=steps[level] if level < len(levels) else None))
-        above, above_key = target, kind
+            pieces = [g.key("piece" if level == 1 else f"piece{level - 1}", *k) for k in kids]
+            block = g.task(f"level{level}", idx, _level_block, *pieces, region=region,
+                           dtype=target.dtype)
+            writes.append(g.task(f"write{level}", idx, _write_block, block, array=target,
+                                 region=region, marker=None))
+            if level < len(levels):
+                g.task(f"piece{level}", idx, _piece, block,
+                       origin=tuple(r.start for r in region), step=steps[level])
+        above = target
     return g.delayed(g.task("done", (), _graph.barrier, *writes))
 
 
 def clear_progress(path) -> None:
     shutil.rmtree(Path(path) / PROGRESS_DIR, ignore_errors=True)
+
+
+def finish_output(path, **results) -> None:
+    """Mark a label output complete (with its results) and drop its progress markers."""
+    mark_complete(zarr.open_group(str(path), mode="r+"), True, **results)
+    clear_progress(path)
+
+
+def label_levels(path) -> list:
+    """The pyramid levels of a label output (lazily, as dask arrays), level 0 first."""
+    group = zarr.open_group(str(path), mode="r")
+    if LABELS_ARRAY not in group:
+        raise InputError(f"{path} holds no label array '{LABELS_ARRAY}'")
+    levels = []
+    while str(len(levels)) in group:
+        levels.append(da.from_zarr(group[str(len(levels))]))
+    return levels
+
+
+def write_mosaic(path, mosaic: np.ndarray, chunks) -> Path:
+    """Write an in-memory image as a Zarr v3 array with every chunk stored."""
+    zarr.create_array(str(path), data=mosaic, chunks=chunks, config={"write_empty_chunks": True})
+    return Path(path)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import dask
 import numpy as np
-import zarr
 
 from . import io as _io
 from ._validate import InputError, check_int
@@ -37,14 +36,12 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
 
 
-def _pick_level(group, max_size: int):
+def _pick_level(levels, max_size: int) -> int:
     """The finest level whose Y and X fit in ``max_size``, or the coarsest one."""
-    level = 0
-    while str(level) in group:
-        if max(group[str(level)].shape[-2:]) <= max_size:
+    for level, x in enumerate(levels):
+        if max(x.shape[-2:]) <= max_size:
             return level
-        level += 1
-    return level - 1
+    return len(levels) - 1
 
 
 def _plane(x, z):
@@ -74,15 +71,15 @@ def preview(labels, out=None, *, image=None, max_size: int = 2048, z: int | None
     if out is not None and not str(out).lower().endswith(".png"):
         raise InputError(f"preview {out} must end in .png")
     full = _io.open_labels(labels)  # checks presence and completeness
-    group = zarr.open_group(str(labels), mode="r")
-    level = _pick_level(group, max_size)
-    shapes = [group[str(lv)].shape for lv in range(level + 1)]
+    levels = _io.label_levels(labels)
+    level = _pick_level(levels, max_size)
+    shapes = [x.shape for x in levels[: level + 1]]
     strides = np.prod([(1,) * full.ndim] + _io._level_steps(shapes), axis=0)  # level 0 -> level
     if full.ndim == 3 and z is not None:
         if not 0 <= z < full.shape[0]:
             raise InputError(f"--z {z} is outside the stack (0..{full.shape[0] - 1})")
         z = z // int(strides[0])
-    lab = _plane(dask.array.from_zarr(group[str(level)]), z)
+    lab = _plane(levels[level], z)
     step = max(1, -(-max(lab.shape) // max_size))
     lab = lab[::step, ::step]
     total = [int(s) * step for s in strides[-2:]]  # level-0 pixels per preview pixel
@@ -94,7 +91,7 @@ def preview(labels, out=None, *, image=None, max_size: int = 2048, z: int | None
                              f"({full.shape})")
         zi = None if full.ndim == 2 else (z if z is None else z * int(strides[0]))
         if full.ndim == 3 and zi is None:
-            zi = (group[str(level)].shape[0] // 2) * int(strides[0])
+            zi = (levels[level].shape[0] // 2) * int(strides[0])
         im = _plane(im, zi)[::total[0], ::total[1]]
     lab, im = dask.compute(lab, im)
     rgb = label_colours(lab)

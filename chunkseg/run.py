@@ -272,6 +272,7 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
         if output is not None:
             raise InputError("give either OUTPUT or --into-input NAME, not both")
         output, ngff = _io.labels_target(input, into_input, level=level, overwrite=overwrite)
+        _io.check_pyramid([shape for shape, _ in _image_levels(info, axes)])
     elif output is None:
         raise InputError("give an OUTPUT path (or --into-input NAME for an OME-Zarr input)")
     else:
@@ -298,7 +299,8 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
         raise InputError(f"report {report_path} exists; pass --overwrite to replace it")
     out_chunks = tuple(max(c) for c in image.chunks)
     params = {
-        "input": str(input), "level": level, "channel": channel, "method": method,
+        "input": str(Path(input).resolve()), "level": level, "channel": channel,
+        "method": method,
         "threshold": describe_threshold(threshold) if not isinstance(threshold, (int, float))
         else float(threshold),
         "smooth": None if smooth is None else str(smooth),
@@ -325,16 +327,12 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
     result.peak_memory = memory.peak
     result.plan = plan
     result.warnings = [str(w.message) for w in warned]
-    import zarr
-
     if table is not None:
         _measure.write_table(objects, table)
     if report_path is not None:
         report_path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-    group = zarr.open_group(str(output), mode="r+")
-    _io.mark_complete(group, True, objects=result.objects, threshold=result.threshold,
+    _io.finish_output(output, objects=result.objects, threshold=result.threshold,
                       fractions=result.fractions)
-    _io.clear_progress(output)
     return result
 
 
@@ -497,22 +495,16 @@ def run_measure(labels, output, *, image=None, spacing=None, properties=None, le
 
 def demo_input(directory) -> Path:
     """The bundled nuclei image tiled 2x2 into a Zarr mosaic larger than one chunk."""
-    import importlib.resources
-
-    import tifffile
-    import zarr
+    from .datasets import human_mitosis
 
     directory = Path(directory)
     path = directory / "mosaic.zarr"
     if path.exists():
         return path
-    ref = importlib.resources.files("chunkseg") / "data" / "human_mitosis.tif"
-    with importlib.resources.as_file(ref) as tif:
-        tile = tifffile.imread(tif)
+    tile = human_mitosis()
     mosaic = np.block([[tile, tile[:, ::-1]], [tile[::-1], tile[::-1, ::-1]]])
     directory.mkdir(parents=True, exist_ok=True)
-    zarr.create_array(str(path), data=mosaic, chunks=(256, 256))
-    return path
+    return _io.write_mosaic(path, mosaic, (256, 256))
 
 
 def run_compare(a, b, *, out=None, overwrite: bool = False) -> tuple[int, int]:
@@ -545,7 +537,5 @@ def run_compare(a, b, *, out=None, overwrite: bool = False) -> tuple[int, int]:
                               axes="zyx"[-diff.ndim:], pyramid=False, attrs={"params": {"compare": [str(a), str(b)]}})
     store = da.store(diff.astype(np.uint8).rechunk(out_chunks), array, lock=False, compute=False)
     _, differ = dask.compute(store, count)
-    import zarr
-
-    _io.mark_complete(zarr.open_group(str(out), mode="r+"), True, differ=int(differ))
+    _io.finish_output(out, differ=int(differ))
     return int(differ), int(np.prod(x.shape))
