@@ -80,16 +80,22 @@ def naive_map_overlap(path, out, min_distance, depth):
     image = chunkseg.open_image(path)
     t = chunkseg.threshold_otsu(image)
 
-    def block(x):
+    nblocks = image.numblocks
+
+    def block(x, block_info=None):
         mask = x > t
         d = ndi.distance_transform_edt(mask)
         c = peak_local_max(d, min_distance=int(min_distance), footprint=np.ones((3,) * x.ndim),
                            exclude_border=False)
-        m = np.zeros(x.shape, np.int32)
+        m = np.zeros(x.shape, np.int64)
         m[tuple(c.T)] = np.arange(1, len(c) + 1)
-        return watershed(-d, m, mask=mask).astype(np.uint32)
+        labels = watershed(-d, m, mask=mask).astype(np.uint64)
+        # ids made unique per chunk (the usual fix), so only cut objects count against it
+        k = np.ravel_multi_index(block_info[0]["chunk-location"], nblocks)
+        labels[labels > 0] += np.uint64(k) << np.uint64(32)
+        return labels
 
-    labels = image.map_overlap(block, depth=int(depth), boundary="none", dtype=np.uint32)
+    labels = image.map_overlap(block, depth=int(depth), boundary="none", dtype=np.uint64)
     da.to_zarr(labels, out, overwrite=True)
     return {"compute_s": time.perf_counter() - t0}
 

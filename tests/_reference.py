@@ -21,9 +21,18 @@ def reference(image, *, min_distance=10, footprint=3, sampling=None, threshold=N
     return mask, flat, labels
 
 
+def _compact(x):
+    """Sparse ids (e.g. chunk offsets in the high bits) to 0..K, keeping 0 as 0."""
+    x = x.ravel()
+    if x.size == 0 or int(x.max()) <= 4 * x.size:
+        return x.astype(np.int64)
+    values, inverse = np.unique(x, return_inverse=True)
+    return (inverse + (0 if values[0] == 0 else 1)).astype(np.int64)
+
+
 def _matches(a, b):
-    a = a.ravel().astype(np.int64)
-    b = b.ravel().astype(np.int64)
+    a = _compact(a)
+    b = _compact(b)
     na, nb = int(a.max()), int(b.max())
     both = (a > 0) & (b > 0)
     pairs, inter = np.unique(a[both] * (nb + 1) + b[both], return_counts=True)

@@ -71,7 +71,7 @@ def test_cli_on_a_remote_scheduler_equals_threads(tmp_path, remote_scheduler, ca
     assert main(["segment", str(tmp_path / "in.zarr"), str(tmp_path / "r.zarr"), "--min-distance", "6",
                  "--scheduler", address]) == 0
     assert main(["segment", str(tmp_path / "in.zarr"), str(tmp_path / "f.zarr"), "--min-distance", "6",
-                 "--scheduler", f"file:{scheduler_file}", "--method", "label"]) == 0
+                 "--scheduler-file", str(scheduler_file), "--method", "label"]) == 0
     want = chunkseg.open_labels(tmp_path / "t.zarr").compute()
     np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "r.zarr").compute(), want)
     import scipy.ndimage as ndi
