@@ -235,6 +235,7 @@ def case_graph(quick, repeat):
 def case_outofcore(quick, repeat):
     """65536^2 (4.3 gigapixels) end to end with two worker processes; not in --quick."""
     if quick:
+        print("  (skipped in --quick: it takes about 8 minutes)", flush=True)
         return []
     n = 65536
     path = _input((n, n), (1024, 1024))
