@@ -20,7 +20,6 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-import tifffile
 import zarr
 
 from ._validate import ChunkReadError, InputError, check_image_array
@@ -303,11 +302,15 @@ class _TiffLevel:
 
 @functools.lru_cache(maxsize=32)
 def _tiff_zarr(path: str, level: int):
+    import tifffile  # imported only for TIFF inputs (it is slow to import)
+
     store = tifffile.imread(path, aszarr=True, series=0, level=level)
     return zarr.open(store, mode="r")
 
 
 def _open_tiff(path: Path, level: int) -> _Source:
+    import tifffile
+
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]

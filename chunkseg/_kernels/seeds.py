@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from scipy.spatial import cKDTree
 
 from . import distance as _dist
 
@@ -41,6 +40,8 @@ def _close_pairs(coords: np.ndarray, min_distance: int) -> np.ndarray:
     """Index pairs of points whose Chebyshev distance is below ``min_distance``."""
     if min_distance <= 1 or len(coords) < 2:
         return np.empty((0, 2), dtype=np.int64)
+    from scipy.spatial import cKDTree  # only where candidates meet (rare)
+
     tree = cKDTree(coords)
     return tree.query_pairs(r=min_distance - 0.5, p=np.inf, output_type="ndarray")
 
@@ -221,6 +222,8 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
             if hi_cut:
                 near |= coords[:, a] >= sl.stop - (min_distance - 1)
         if undecided.any() and decided_kept.any():
+            from scipy.spatial import cKDTree
+
             tree = cKDTree(coords[undecided])
             dist, _ = tree.query(coords[decided_kept], p=np.inf,
                                  distance_upper_bound=min_distance - 0.5)
