@@ -14,19 +14,7 @@ import time
 
 import psutil
 
-
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    try:
-        procs = [proc] + proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
+from chunkseg._monitor import tree_rss as _tree_rss
 
 
 def run(args: list[str], *, env=None, timeout: float | None = None) -> dict:

@@ -743,17 +743,23 @@ def open_labels(path, *, allow_incomplete: bool = False):
 PROGRESS_DIR = ".chunkseg-progress"
 
 
+def _digest(block: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(block).tobytes()).hexdigest()
+
+
 def fingerprint(image: da.Array, path) -> str:
-    """A token for the input of a run: where it is, its layout, and its first and last chunk."""
+    """A token for the input of a run: where it is, its layout, and its first and last chunk.
+
+    The two chunks are read and hashed where the current scheduler runs its
+    tasks; only the digests come back.
+    """
     from dask.base import tokenize
 
     where = str(Path(path).resolve()) if isinstance(path, (str, os.PathLike)) else "array"
     first = image.blocks[(0,) * image.ndim]
     last = image.blocks[tuple(n - 1 for n in image.numblocks)]
-    a, b = dask.compute(first, last, scheduler="sync")
-    return tokenize(where, image.shape, str(image.dtype), image.chunks,
-                    hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest(),
-                    hashlib.sha256(np.ascontiguousarray(b).tobytes()).hexdigest())
+    digests = dask.compute(dask.delayed(_digest)(first), dask.delayed(_digest)(last))
+    return tokenize(where, image.shape, str(image.dtype), image.chunks, *digests)
 
 
 @dataclasses.dataclass
@@ -797,8 +803,12 @@ def _load_state(path) -> RunState:
     return RunState(threshold=meta["threshold"], seeds=seeds)
 
 
-def check_resume(path, params: dict) -> RunState:
-    """Refuse to resume anything but an unfinished run of the same input and parameters."""
+def check_resume(path, params: dict, fingerprint: bool = True) -> RunState | None:
+    """Refuse to resume anything but an unfinished run of the same input and parameters.
+
+    With ``fingerprint=False`` (or None) the input's fingerprint is not
+    compared yet (it is computed on the workers, later).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"nothing to resume at {path}; run without --resume")
@@ -812,16 +822,19 @@ def check_resume(path, params: dict) -> RunState:
     if meta.get("complete"):
         raise InputError(f"{path} is complete; nothing to resume")
     old = meta["params"]
-    if old.get("input_fingerprint") != params["input_fingerprint"]:
+    if fingerprint and old.get("input_fingerprint") != params["input_fingerprint"]:
         raise InputError(f"{path} was written from another input (or the input changed); "
                          "run with --overwrite to start again")
     differ = [k for k in sorted(set(old) | set(params))
               if k != "input_fingerprint" and _jsonable(old.get(k)) != _jsonable(params.get(k))]
+    if "input" in differ:
+        raise InputError(f"{path} was written from another input ({old.get('input')}); resume "
+                         "with that input, or run with --overwrite to start again")
     if differ:
         k = differ[0]
         raise InputError(f"{path} was written with {k}={old.get(k)!r}, not {params.get(k)!r}; "
                          "resume with the same parameters, or run with --overwrite")
-    return _load_state(path)
+    return _load_state(path) if fingerprint else None
 
 
 def _jsonable(value):

@@ -309,9 +309,9 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
         "min_size": min_size, "connectivity": connectivity,
         "spacing": list(sampling) if sampling else None, "halo": halo,
         "chunks": list(out_chunks), "version": __version__,
-        "input_fingerprint": _io.fingerprint(image, input),
     }
-    state = _io.check_resume(output, params) if resume else None
+    if resume:  # refused before any cluster starts when the output cannot be resumed
+        _io.check_resume(output, params, fingerprint=None)
     with PeakMemory() as memory, warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
         result, objects = _run(
@@ -319,7 +319,7 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
             smooth=smooth, background=background, classes=classes, min_distance=min_distance,
             footprint=footprint, sampling=sampling, halo=halo, min_size=min_size,
             connectivity=connectivity, table=table, into_input=into_input, ngff=ngff,
-            input=input, overwrite=overwrite, params=params, state=state, timings=timings,
+            input=input, overwrite=overwrite, params=params, resume=resume, timings=timings,
             scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
             memory_limit=memory_limit, progress=progress)
     for w in warned:  # recorded for the report, then passed on to the caller
@@ -338,7 +338,7 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
 
 def _run(image, output, *, info, axes, method, threshold, smooth, background, classes,
          min_distance, footprint, sampling, halo, min_size, connectivity, table, into_input,
-         ngff, input, overwrite, params, state, timings, scheduler, workers,
+         ngff, input, overwrite, params, resume, timings, scheduler, workers,
          threads_per_worker, memory_limit, progress):
     """The computing part of :func:`run_segment` (checks done, output not yet touched)."""
     seeds = None
@@ -351,6 +351,9 @@ def _run(image, output, *, info, axes, method, threshold, smooth, background, cl
                                                 threads_per_worker=threads_per_worker,
                                                 memory_limit=memory_limit))
         tasks = stack.enter_context(_progress(client, enabled=progress))
+        # on the workers: only the two digests reach this process
+        params["input_fingerprint"] = _io.fingerprint(image, input)
+        state = _io.check_resume(output, params) if resume else None
         t = time.perf_counter()
         if method == "threshold" and threshold == "multiotsu":
             labels, tval = classify(image, classes=classes or 3, smooth=smooth, background=background)

@@ -69,6 +69,20 @@ def test_killed_run_is_incomplete_and_resume_finishes_it(tmp_path, big, capsys):
     zarr.create_array(str(other), data=synthetic_nuclei((2048, 2048), seed=32), chunks=(128, 128))
     assert main(["segment", str(other), str(out), *ARGS, "--resume"]) == 2
     assert "another input" in capsys.readouterr().err
+    changed = tmp_path / "changed.zarr"  # the same path with other pixels: the fingerprint
+    import shutil
+
+    shutil.copytree(src, changed)
+    with open(out / "zarr.json") as f:
+        attrs = json.load(f)
+    attrs["attributes"]["chunkseg"]["params"]["input"] = str(changed.resolve())
+    (out / "zarr.json").write_text(json.dumps(attrs))
+    z = zarr.open_array(str(changed), mode="r+")
+    z[-1, -1] = 255 - z[-1, -1]
+    assert main(["segment", str(changed), str(out), *ARGS, "--resume"]) == 2
+    assert "the input changed" in capsys.readouterr().err
+    attrs["attributes"]["chunkseg"]["params"]["input"] = str(src.resolve())
+    (out / "zarr.json").write_text(json.dumps(attrs))
     assert main(["segment", str(src), str(out), *ARGS]) == 2  # exists: --resume or --overwrite
     assert len(os.listdir(out / PROGRESS_DIR / "done")) == written
     # resume: only the missing chunks are computed, the result is the clean run's
