@@ -80,13 +80,6 @@ def chunk_slices(chunks: Sequence[Sequence[int]], index: Sequence[int]) -> tuple
     return tuple(out)
 
 
-def _assemble(*blocks, shape, dtype, placements):
-    out = np.empty(shape, dtype=dtype)
-    for (dst, src), block in zip(placements, blocks):
-        out[dst] = block[src]
-    return out
-
-
 def getitem(obj, i):
     """``obj[i]`` as a task."""
     return obj[i]
@@ -165,13 +158,50 @@ class Graph:
         return da.Array(graph, name, chunks=chunks, dtype=dtype, meta=meta)
 
 
+def _slabs(block: np.ndarray, *, width) -> dict:
+    """The faces of a block that neighbours need: per axis, the first and last ``width`` planes."""
+    out = {}
+    for axis, w in enumerate(width):
+        n = block.shape[axis]
+        w = min(w, n)
+        lo = [slice(None)] * block.ndim
+        hi = [slice(None)] * block.ndim
+        lo[axis] = slice(0, w)
+        hi[axis] = slice(n - w, n)
+        out[(axis, 0)] = np.ascontiguousarray(block[tuple(lo)])
+        out[(axis, 1)] = np.ascontiguousarray(block[tuple(hi)])
+    return out
+
+
+def _face_source(src, shape, width):
+    """Which slab of a neighbour holds ``src`` (its slices in the block), and its slices there."""
+    for axis, (sl, n, w) in enumerate(zip(src, shape, width)):
+        w = min(w, n)
+        if sl.stop <= w:
+            return (axis, 0), src
+        if sl.start >= n - w:
+            shifted = list(src)
+            shifted[axis] = slice(sl.start - (n - w), sl.stop - (n - w))
+            return (axis, 1), tuple(shifted)
+    return None, src
+
+
+def _assemble_faces(*parts, shape, dtype, placements):
+    out = np.empty(shape, dtype=dtype)
+    for (dst, src, face), part in zip(placements, parts):
+        out[dst] = (part[face] if face is not None else part)[src]
+    return out
+
+
 def padded_block(graph: Graph, x: da.Array, index: Sequence[int], halo: Sequence[int],
                  kind: str = "padded"):
     """Add a task to ``graph``: chunk ``index`` of ``x`` padded by ``halo`` per axis.
 
     The padding stops at the image edges (nothing is invented there), and the
-    halo may be larger than the neighbouring chunks. Returns
-    ``(key, region_slices, core_slices_within_region)``.
+    halo may be larger than the neighbouring chunks. Neighbours contribute
+    only their faces (one small task per neighbour and halo, shared by every
+    block that needs it), so between worker processes a halo moves, not
+    whole chunks. Returns ``(key, region_slices, core_slices_within_region)``.
     """
     core = chunk_slices(x.chunks, index)
     region = tuple(
@@ -185,6 +215,7 @@ def padded_block(graph: Graph, x: da.Array, index: Sequence[int], halo: Sequence
         first = int(np.searchsorted(stops, r.start, side="right"))
         last = int(np.searchsorted(starts, r.stop, side="left"))
         ranges.append(range(first, last))
+    width = tuple(int(h) for h in halo)
     placements, deps = [], []
     for bidx in np.ndindex(*[len(r) for r in ranges]):
         bi = tuple(rng[k] for rng, k in zip(ranges, bidx))
@@ -195,10 +226,19 @@ def padded_block(graph: Graph, x: da.Array, index: Sequence[int], halo: Sequence
             lo, hi = max(b0, region[axis].start), min(b1, region[axis].stop)
             dst.append(slice(lo - region[axis].start, hi - region[axis].start))
             src.append(slice(lo - b0, hi - b0))
-        placements.append((tuple(dst), tuple(src)))
-        deps.append((x.name, *bi))
+        shape_bi = tuple(int(x.chunks[a][i]) for a, i in enumerate(bi))
+        face, src = (None, tuple(src)) if bi == tuple(index) else \
+            _face_source(tuple(src), shape_bi, width)
+        if face is None:
+            deps.append((x.name, *bi))
+        else:
+            key = graph.key(f"{kind}-faces", *bi, *width)
+            if key not in graph.dsk:
+                graph.task(f"{kind}-faces", (*bi, *width), _slabs, (x.name, *bi), width=width)
+            deps.append(key)
+        placements.append((tuple(dst), src, face))
     shape = tuple(r.stop - r.start for r in region)
     inner = tuple(slice(c.start - r.start, c.stop - r.start) for c, r in zip(core, region))
-    key = graph.task(kind, tuple(index), _assemble, *deps, shape=shape, dtype=x.dtype,
+    key = graph.task(kind, tuple(index), _assemble_faces, *deps, shape=shape, dtype=x.dtype,
                      placements=placements)
     return key, region, inner

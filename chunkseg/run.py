@@ -30,7 +30,6 @@ from .segment import (
     find_seeds,
     foreground,
     fractions,
-    label_dtype,
     remove_small,
     watershed,
 )
@@ -376,7 +375,7 @@ def _run(image, output, *, info, axes, method, threshold, smooth, background, cl
             timings["seeds"] = time.perf_counter() - t
             count = seeds.count
             labels = watershed(mask, seeds, sampling=sampling, halo=halo,
-                               min_distance=min_distance).astype(label_dtype(count))
+                               min_distance=min_distance)
         elif method == "label":
             labels, count_delayed = label_with_count(mask, connectivity=connectivity)
         elif not (threshold == "multiotsu"):

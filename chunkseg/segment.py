@@ -246,13 +246,14 @@ def watershed_halo(max_distance: float, min_distance: int, sampling, ndim: int) 
     return tuple(r + min_distance + 2 for r in reach)
 
 
-def _watershed_task(mask, seed_groups, *, halo, **kwargs):
+def _watershed_task(mask, seed_groups, *, halo, dtype, **kwargs):
     flats = [g[0] for g in seed_groups]
     ids = [g[1] for g in seed_groups]
     flat = np.concatenate(flats) if flats else np.empty(0, dtype=np.int64)
     idv = np.concatenate(ids) if ids else np.empty(0, dtype=np.uint64)
     try:
-        return _ws.watershed_block(mask, seeds_flat=flat, seeds_id=idv, halo=halo, **kwargs)
+        labels = _ws.watershed_block(mask, seeds_flat=flat, seeds_id=idv, halo=halo, **kwargs)
+        return labels.astype(dtype, copy=False)  # in the task: no 8-byte block is ever moved
     except _ws.HaloTooSmall as exc:
         raise HaloTooSmallError(str(exc)) from None
 
@@ -279,7 +280,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
 
     Returns
     -------
-    labels : dask array of uint64
+    labels : dask array of uint32 (uint64 when the seeds do not fit)
     """
     mask = _graph.as_dask(mask)
     if tuple(mask.shape) != tuple(seeds.shape):
@@ -297,6 +298,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     graph = _graph.Graph("watershed", mask)
     n = seeds.count
     ids = np.arange(1, n + 1, dtype=np.uint64)
+    dtype = label_dtype(n)
     owner = _chunk_of(seeds.flat, mask.shape, mask.chunks) if n else np.empty(0, dtype=np.int64)
     nblocks = mask.numblocks
     order = np.argsort(owner, kind="stable")
@@ -323,8 +325,8 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
                 near.append(groups[key])
         graph.task("labels", idx, _watershed_task, padded, near, halo=max(hs),
                    start=tuple(r.start for r in region), image_shape=mask.shape, core=inner,
-                   sampling=sampling, block_index=idx)
-    return graph.array("labels", mask.chunks, np.uint64)
+                   sampling=sampling, block_index=idx, dtype=dtype)
+    return graph.array("labels", mask.chunks, dtype)
 
 
 # --------------------------------------------------------------------------- distance
@@ -525,7 +527,7 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
         warnings.warn("no seeds: the threshold leaves no foreground; the labels are empty",
                       stacklevel=2)
     labels = watershed(mask, seeds, sampling=sampling, halo=halo, min_distance=min_distance)
-    return remove_small(labels.astype(label_dtype(seeds.count)), min_size, seeds.count)
+    return remove_small(labels, min_size, seeds.count)
 
 
 def check_classes(method, threshold, classes) -> None:
