@@ -136,22 +136,37 @@ def case_segment2d(quick, repeat):
     return rows
 
 
-def case_mosaic(quick, repeat):
-    """A real image (human mitosis, CC0) tiled into a mosaic, mirrored so tiles meet smoothly."""
-    import zarr
-
+def _real_tiles():
+    """Real nuclei images: the bundled human mitosis (CC0) and, when ../shared/data is
+    there, the DSB 2018 / StarDist 2D example."""
     from chunkseg.datasets import human_mitosis
 
-    reps = 4 if quick else 8
-    tile = human_mitosis()
-    row = np.concatenate([tile if k % 2 == 0 else tile[:, ::-1] for k in range(reps)], axis=1)
-    mosaic = np.concatenate([row if k % 2 == 0 else row[::-1] for k in range(reps)], axis=0)
-    path = OUT / f"mitosis_mosaic_{reps}x{reps}.zarr"
-    if not (path / "zarr.json").exists():
-        zarr.create_array(str(path), data=mosaic, chunks=(512, 512), overwrite=True)
-    n = mosaic.shape[0]
-    return _segment_case_at(path, mosaic.shape, 5, repeat, f"watershed human-mitosis mosaic {n}x{n}", 24)
+    tiles = [("human-mitosis", human_mitosis())]
+    dsb = HERE.parent.parent / "shared" / "data" / "dsb2018-stardist" / "img2d.tif"
+    if dsb.exists():
+        import tifffile
 
+        tiles.append(("dsb2018", tifffile.imread(dsb)))
+    return tiles
+
+
+def case_mosaic(quick, repeat):
+    """Real images tiled into mosaics, mirrored so that tiles meet smoothly."""
+    import zarr
+
+    reps = 4 if quick else 8
+    rows = []
+    for name, tile in _real_tiles():
+        row = np.concatenate([tile if k % 2 == 0 else tile[:, ::-1] for k in range(reps)], axis=1)
+        mosaic = np.concatenate([row if k % 2 == 0 else row[::-1] for k in range(reps)], axis=0)
+        path = OUT / f"{name}_mosaic_{reps}x{reps}.zarr"
+        if not (path / "zarr.json").exists():
+            zarr.create_array(str(path), data=mosaic, chunks=(512, 512), overwrite=True,
+                              config={"write_empty_chunks": True})
+        n = mosaic.shape[0]
+        rows += _segment_case_at(path, mosaic.shape, 5, repeat,
+                                 f"watershed {name} mosaic {n}x{n} {mosaic.dtype}", 24)
+    return rows
 
 def case_segment3d(quick, repeat):
     shape = (128, 128, 128) if quick else (256, 256, 256)
