@@ -670,7 +670,8 @@ def write_pyramid(path) -> int:
     return nlevels - 1
 
 
-def labels_target(image_path, name: str, *, level: int, overwrite: bool) -> tuple[Path, str]:
+def labels_target(image_path, name: str, *, level: int, overwrite: bool,
+                  resume: bool = False) -> tuple[Path, str]:
     """Where label image ``name`` goes inside an OME-Zarr image, and its NGFF version.
 
     Checks only (nothing is written): the input must be an OME-Zarr image
@@ -685,8 +686,9 @@ def labels_target(image_path, name: str, *, level: int, overwrite: bool) -> tupl
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise InputError(f"--into-input NAME must be a plain name like 'nuclei', got {name!r}")
     target = Path(image_path) / "labels" / name
-    if target.exists() and not overwrite:
-        raise InputError(f"{target} exists; pass --overwrite to replace it")
+    if target.exists() and not (overwrite or resume):
+        raise InputError(f"{target} exists; pass --overwrite to replace it, or --resume to "
+                         "finish an interrupted run")
     return target, info.format.split()[-1]
 
 

@@ -270,7 +270,8 @@ def run_segment(input, output, *, level: int = 0, channel=None, method: str = "w
     if into_input is not None:
         if output is not None:
             raise InputError("give either OUTPUT or --into-input NAME, not both")
-        output, ngff = _io.labels_target(input, into_input, level=level, overwrite=overwrite)
+        output, ngff = _io.labels_target(input, into_input, level=level, overwrite=overwrite,
+                                         resume=resume)
         _io.check_pyramid([shape for shape, _ in _image_levels(info, axes)])
     elif output is None:
         raise InputError("give an OUTPUT path (or --into-input NAME for an OME-Zarr input)")

@@ -163,3 +163,30 @@ def test_missing_input_chunk_stops_unless_fill(tmp_path, capsys):
     filled[256:384, 128:256] = 0
     want = chunkseg.segment(filled, min_distance=10).compute()
     np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "b.zarr").compute(), want)
+
+
+def test_resume_into_an_ome_zarr_input(tmp_path, big):
+    from ._stores import write_ome_zarr
+
+    src, want = big
+    image = zarr.open_array(str(src), mode="r")[:]
+    ome = write_ome_zarr(tmp_path / "img.ome.zarr", image, version="0.5", axes="yx", levels=2,
+                         chunks=(128, 128))
+    out = ome / "labels" / "nuclei"
+    proc = _segment_process(ome, "--into-input", "nuclei", *ARGS, "--workers", "1")
+    _wait_for_markers(out, proc, at_least=2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert main(["-q", "segment", str(ome), "--into-input", "nuclei", *ARGS]) == 2  # exists
+    table = tmp_path / "objects.csv"
+    assert main(["-q", "segment", str(ome), "--into-input", "nuclei", *ARGS, "--resume",
+                 "--table", str(table)]) == 0
+    np.testing.assert_array_equal(chunkseg.open_labels(out).compute(), want)
+    import pandas as pd
+
+    got = pd.read_csv(table)  # measured from the finished store
+    ref = chunkseg.measure(want, image)
+    assert list(got.columns) == list(ref.columns) and len(got) == want.max()
+    np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(), rtol=1e-9)
+    group = zarr.open_group(str(out), mode="r")
+    np.testing.assert_array_equal(group["1"][:], want[::2, ::2])  # the image's own 2 levels
