@@ -181,7 +181,8 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
     if not ok:
         return result
 
-    finite = np.where(np.isfinite(lv), lv, 0.0)
+    # levels() is either finite everywhere or inf everywhere (a block without background)
+    finite = lv if lv.size == 0 or np.isfinite(lv.flat[0]) else np.zeros_like(lv)
     if footprint > 1:
         local_max = finite == _dist.box_max(finite, footprint)
     else:

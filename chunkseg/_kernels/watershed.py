@@ -44,6 +44,11 @@ def _priority(lv: np.ndarray, mask: np.ndarray, sampling) -> np.ndarray:
     are replaced by their ranks. Either way the order (ties included) is the
     order of ``-distance``.
     """
+    if _dist.is_isotropic(sampling) and (lv.size == 0 or np.isfinite(lv.flat[0])):
+        # levels() is finite everywhere here, and 0 on the background
+        level = lv.astype(np.int32)
+        top = int(level.max()) if level.size else 0
+        return top - level
     finite = np.isfinite(lv) & mask
     if _dist.is_isotropic(sampling):
         level = np.where(finite, lv, 0).astype(np.int32)
