@@ -247,7 +247,8 @@ def cmd_measure(args) -> int:
     props = args.properties.split(",") if args.properties else None
     table = run_measure(args.labels, args.output, image=args.image, spacing=args.spacing,
                         properties=props, level=args.level, channel=args.channel,
-                        overwrite=args.overwrite, scheduler=args.scheduler, workers=args.workers)
+                        overwrite=args.overwrite, scheduler=args.scheduler, workers=args.workers,
+                        progress=False if getattr(args, "quiet", False) else None)
     print(f"{len(table)} objects, {len(table.columns)} columns -> {args.output}")
     return 0
 
@@ -268,7 +269,8 @@ def cmd_preview(args) -> int:
 def cmd_compare(args) -> int:
     from .run import run_compare
 
-    differ, total = run_compare(args.a, args.b, out=args.out, overwrite=args.overwrite)
+    differ, total = run_compare(args.a, args.b, out=args.out, overwrite=args.overwrite,
+                                progress=False if getattr(args, "quiet", False) else None)
     print(f"{differ} of {total} pixels differ ({100 * differ / total:.4f}%)"
           + (f" -> {args.out}" if args.out else ""))
     return 0

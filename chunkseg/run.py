@@ -479,7 +479,7 @@ def _check_table_output(table, overwrite: bool, inputs) -> None:
 
 def run_measure(labels, output, *, image=None, spacing=None, properties=None, level: int = 0,
                 channel=None, overwrite: bool = False, scheduler: str = "threads",
-                workers: int | None = None):
+                workers: int | None = None, progress: bool | None = None):
     """Measure a label store (and optionally an intensity image) into a CSV/Parquet table."""
     _check_table_output(output, overwrite, [labels, image])
     x = _io.open_labels(labels)
@@ -490,7 +490,7 @@ def run_measure(labels, output, *, image=None, spacing=None, properties=None, le
             raise InputError(f"--image (shape {im.shape}) must have the shape of the labels "
                              f"({x.shape}); pick the matching --level")
     properties = _measure.check_properties(properties, im is not None)
-    with _scheduler(scheduler, workers=workers):
+    with _scheduler(scheduler, workers=workers) as client, _progress(client, enabled=progress):
         table = _measure.measure(x, im, properties=properties, spacing=spacing)
     _measure.write_table(table, output)
     return table
@@ -510,7 +510,8 @@ def demo_input(directory) -> Path:
     return _io.write_mosaic(path, mosaic, (256, 256))
 
 
-def run_compare(a, b, *, out=None, overwrite: bool = False) -> tuple[int, int]:
+def run_compare(a, b, *, out=None, overwrite: bool = False,
+                progress: bool | None = None) -> tuple[int, int]:
     """Pixels where two masks or class maps (label outputs or images) disagree.
 
     Counted by a Dask reduction; with ``out`` the disagreement is written as
@@ -533,12 +534,14 @@ def run_compare(a, b, *, out=None, overwrite: bool = False) -> tuple[int, int]:
     diff = (x != y)
     count = diff.sum(dtype=np.int64)
     if out is None:
-        return int(count.compute()), int(np.prod(x.shape))
+        with _progress(None, enabled=progress):
+            return int(count.compute()), int(np.prod(x.shape))
     out_chunks = tuple(max(c) for c in diff.chunks)
     _io.prepare_output(out, overwrite=overwrite)
     array = _io.create_labels(out, shape=diff.shape, chunks=out_chunks, dtype=np.uint8,
                               axes="zyx"[-diff.ndim:], pyramid=False, attrs={"params": {"compare": [str(a), str(b)]}})
     store = da.store(diff.astype(np.uint8).rechunk(out_chunks), array, lock=False, compute=False)
-    _, differ = dask.compute(store, count)
+    with _progress(None, enabled=progress):
+        _, differ = dask.compute(store, count)
     _io.finish_output(out, differ=int(differ))
     return int(differ), int(np.prod(x.shape))

@@ -125,3 +125,17 @@ def test_cli_measure_and_segment_table(tmp_path, capsys):
     assert not (tmp_path / "x.zarr").exists()
     assert main(["measure", str(out), str(tmp_path / "m.csv")]) == 2  # exists
     assert main(["measure", str(tmp_path / "nope.zarr"), str(tmp_path / "n.csv")]) == 2
+
+
+def test_measure_and_compare_show_progress_when_asked(tmp_path, capsys):
+    from chunkseg.run import run_compare, run_measure
+
+    labels = _blobs((200, 200), 7).astype(np.uint32)
+    out = tmp_path / "labels.zarr"
+    chunkseg.to_zarr(da.from_array(labels, chunks=50), out)
+    run_measure(out, tmp_path / "m.csv", progress=True)
+    assert "chunkseg: [" in capsys.readouterr().err
+    run_compare(out, out, progress=True)
+    assert "100%" in capsys.readouterr().err
+    run_measure(out, tmp_path / "n.csv")  # stderr is not a terminal here: no bar
+    assert "chunkseg: [" not in capsys.readouterr().err
