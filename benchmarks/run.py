@@ -152,7 +152,7 @@ def _real_tiles():
 
 def case_mosaic(quick, repeat):
     """Real images tiled into mosaics, mirrored so that tiles meet smoothly."""
-    import zarr
+    from chunkseg.io import write_mosaic
 
     reps = 4 if quick else 8
     rows = []
@@ -161,8 +161,7 @@ def case_mosaic(quick, repeat):
         mosaic = np.concatenate([row if k % 2 == 0 else row[::-1] for k in range(reps)], axis=0)
         path = OUT / f"{name}_mosaic_{reps}x{reps}.zarr"
         if not (path / "zarr.json").exists():
-            zarr.create_array(str(path), data=mosaic, chunks=(512, 512), overwrite=True,
-                              config={"write_empty_chunks": True})
+            write_mosaic(path, mosaic, (512, 512))
         n = mosaic.shape[0]
         rows += _segment_case_at(path, mosaic.shape, 5, repeat,
                                  f"watershed {name} mosaic {n}x{n} {mosaic.dtype}", 24)

@@ -8,7 +8,6 @@ import threading
 import time
 
 import psutil
-from distributed.diagnostics.plugin import SchedulerPlugin
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -118,31 +117,6 @@ def _local_callback(bar: _Bar):
     return _Count()
 
 
-class TaskCounter(SchedulerPlugin):
-    """Scheduler plugin: counts tasks as they are scheduled and as they finish."""
-
-    name = "chunkseg-progress"
-
-    def __init__(self):
-        self.total = 0
-        self.done = 0
-
-    def transition(self, key, start, finish, *args, **kwargs):
-        if start == "released" and finish == "waiting":
-            self.total += 1
-        elif finish in ("memory", "erred") and start == "processing":
-            self.done += 1
-
-
-def _counts(dask_scheduler=None):
-    plugin = dask_scheduler.plugins.get(TaskCounter.name)
-    return (plugin.done, plugin.total) if plugin else (0, 0)
-
-
-def _forget(dask_scheduler=None):
-    dask_scheduler.remove_plugin(name=TaskCounter.name)
-
-
 @contextlib.contextmanager
 def progress(client=None, *, enabled: bool | None = None, stream=None):
     """Count the dask tasks run inside the block, and show a progress bar.
@@ -166,6 +140,8 @@ def progress(client=None, *, enabled: bool | None = None, stream=None):
         bar.draw(counter.done, counter.total, force=True)
         bar.close()
         return
+    from ._plugin import TaskCounter, forget_counter, task_counts  # imports distributed
+
     try:
         client.register_plugin(TaskCounter(), name=TaskCounter.name)
     except Exception:  # a remote scheduler without chunkseg: no bar, no count
@@ -177,7 +153,7 @@ def progress(client=None, *, enabled: bool | None = None, stream=None):
     def poll():
         while not stop.is_set():
             with contextlib.suppress(Exception):
-                last[:] = client.run_on_scheduler(_counts)
+                last[:] = client.run_on_scheduler(task_counts)
                 bar.draw(*last)
             stop.wait(0.25)
 
@@ -189,8 +165,8 @@ def progress(client=None, *, enabled: bool | None = None, stream=None):
         stop.set()
         thread.join()
         with contextlib.suppress(Exception):
-            last[:] = client.run_on_scheduler(_counts)
-            client.run_on_scheduler(_forget)
+            last[:] = client.run_on_scheduler(task_counts)
+            client.run_on_scheduler(forget_counter)
         counts.done, counts.total = last
         bar.draw(*last, force=True)
         bar.close()

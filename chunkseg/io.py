@@ -969,6 +969,7 @@ def label_levels(path) -> list:
 
 
 def write_mosaic(path, mosaic: np.ndarray, chunks) -> Path:
-    """Write an in-memory image as a Zarr v3 array with every chunk stored."""
-    zarr.create_array(str(path), data=mosaic, chunks=chunks, config={"write_empty_chunks": True})
+    """Write an in-memory image as a (new or replaced) Zarr v3 array with every chunk stored."""
+    zarr.create_array(str(path), data=mosaic, chunks=chunks, overwrite=True,
+                      config={"write_empty_chunks": True})
     return Path(path)

@@ -22,7 +22,8 @@ __all__ = ["clear_border", "relabel_sequential", "remove_small_objects"]
 _MAX_BUCKETS = 16
 
 
-def _check_labels(labels) -> da.Array:
+def check_labels(labels) -> da.Array:
+    """A label image as a dask array; refuses empty and non-integer ones."""
     x = _graph.as_dask(labels)
     check_image_array(x.shape, x.dtype, name="labels")
     if x.dtype.kind not in "ui" or x.dtype == bool:
@@ -176,7 +177,7 @@ def remove_small_objects(labels, min_size: int, *, max_label: int | None = None)
     order-preserving relabelling. ``max_label`` (the largest id, when known)
     saves one pass over the data.
     """
-    x = _check_labels(labels)
+    x = check_labels(labels)
     min_size = check_int("`min_size`", min_size, minimum=0)
     return _filtered(x, ("min_size", min_size), max_value=max_label)
 
@@ -191,7 +192,7 @@ def _union_values(*arrays):
 
 def clear_border(labels) -> da.Array:
     """Remove the objects that touch the image border (globally); ids stay 1..N."""
-    x = _check_labels(labels)
+    x = check_labels(labels)
     g = _graph.Graph("clear-border", x)
     edge = [
         g.task("edge", idx, _cc.border_values, (x.name, *idx), touches=_touches(x, idx))
@@ -234,7 +235,7 @@ def relabel_sequential(labels) -> da.Array:
     """
     from .segment import label_dtype
 
-    x = _check_labels(labels)
+    x = check_labels(labels)
     max_value, nbuckets, edges = _buckets(x)
     dtype = label_dtype(max_value)
     g = _graph.Graph("relabel", x)

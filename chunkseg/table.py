@@ -15,7 +15,8 @@ import numpy as np
 
 from . import _graph
 from ._kernels import regions as _regions
-from ._validate import InputError, check_image_array
+from ._validate import InputError
+from .relabel import check_labels
 
 __all__ = ["measure", "PROPERTIES", "write_table"]
 
@@ -103,10 +104,7 @@ def _tree(g: _graph.Graph, leaves: list, kind: str, split_every: int, first, **l
 
 def measure_graph(labels, image=None, *, split_every: int = 8):
     """The lazy per-bucket merged partials: ``(graph, bucket keys)``."""
-    x = _graph.as_dask(labels)
-    check_image_array(x.shape, x.dtype, name="labels")
-    if x.dtype.kind not in "ui" or x.dtype == bool:
-        raise InputError(f"`labels` must have an integer dtype, got {x.dtype}")
+    x = check_labels(labels)
     inputs = [x]
     if image is not None:
         im = _graph.as_dask(image)

@@ -44,15 +44,14 @@ def _priority(lv: np.ndarray, mask: np.ndarray, sampling) -> np.ndarray:
     are replaced by their ranks. Either way the order (ties included) is the
     order of ``-distance``.
     """
-    if _dist.is_isotropic(sampling) and (lv.size == 0 or np.isfinite(lv.flat[0])):
-        # levels() is finite everywhere here, and 0 on the background
-        level = lv.astype(np.int32)
-        top = int(level.max()) if level.size else 0
-        return top - level
-    finite = np.isfinite(lv) & mask
-    if _dist.is_isotropic(sampling):
-        level = np.where(finite, lv, 0).astype(np.int32)
+    # levels() is finite everywhere or nowhere (a block without background)
+    everywhere = lv.size == 0 or np.isfinite(lv.flat[0])
+    if _dist.is_isotropic(sampling) and everywhere:
+        level = lv.astype(np.int32)  # 0 on the background already
+    elif _dist.is_isotropic(sampling):
+        level = np.zeros(lv.shape, dtype=np.int32)
     else:
+        finite = np.isfinite(lv) & mask
         level = np.zeros(lv.shape, dtype=np.int32)
         _, inverse = np.unique(lv[finite], return_inverse=True)
         level[finite] = inverse
