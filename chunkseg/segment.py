@@ -91,6 +91,10 @@ class Seeds:
         The halo pass 1 needed (largest over chunks).
     undecided : int
         Candidates settled by the global step.
+    levels : dask array, optional
+        The whole image's distance levels (squared distances on isotropic
+        grids), held in memory from pass 1 for :func:`watershed` on the same
+        mask (``mask_name``); None when they were not kept.
     """
 
     flat: np.ndarray
@@ -99,6 +103,8 @@ class Seeds:
     max_distance: float
     halo: tuple
     undecided: int
+    levels: da.Array | None = dataclasses.field(default=None, repr=False, compare=False)
+    mask_name: str | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def count(self) -> int:
@@ -112,18 +118,79 @@ class Seeds:
         return np.stack(np.unravel_index(self.flat, self.shape), axis=1).astype(np.int64)
 
 
-def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampling):
-    """Run the seed kernel on the chunks ``indices`` with ``halo``; their results in order."""
+def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampling, keep_levels):
+    """Run the seed kernel on the chunks ``indices`` with ``halo``.
+
+    Returns their results in order and, with ``keep_levels``, the persisted
+    core levels of each chunk (a dask collection and its key per chunk): they
+    stay in (worker) memory, where they were computed, for the watershed pass.
+    """
+    import dask
+
     graph = _graph.Graph("seeds", mask)
-    keys = []
+    keys, levels = [], {}
     for index in indices:
         padded, region, inner = _graph.padded_block(graph, mask, index, halo)
-        keys.append(graph.task(
+        key = graph.task(
             "seed", index, _seeds.seed_block, padded, start=tuple(r.start for r in region),
             image_shape=mask.shape, core=inner, min_distance=min_distance, footprint=footprint,
-            sampling=sampling,
-        ))
-    return graph.compute(keys)
+            sampling=sampling, keep_levels=keep_levels,
+        )
+        if keep_levels:
+            levels[index] = graph.task("levels", index, _levels_of, key)
+            key = graph.task("summary", index, _without_levels, key)
+        keys.append(key)
+    if not keep_levels:
+        return graph.compute(keys), {}
+    persisted = dask.persist(*[graph.delayed(k) for k in list(levels.values()) + keys])
+    out = dask.compute(*persisted[len(levels):])
+    held = {index: p for index, p in zip(levels, persisted)}
+    return out, held
+
+
+def _levels_of(result: dict):
+    return result.get("levels")
+
+
+def _without_levels(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "levels"}
+
+
+def _held_levels(mask: da.Array, held: dict, sampling) -> da.Array:
+    """One dask array of the per-chunk levels persisted by the seeds pass (keys aliased)."""
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    name = f"levels-{tokenize(mask.name, *[p.key for p in held.values()])[:16]}"
+    layer = {(name, *index): p.key for index, p in held.items()}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=list(held.values()))
+    dtype = np.dtype(np.float32 if sampling is None else np.float64)
+    return da.Array(graph, name, chunks=mask.chunks, dtype=dtype,
+                    meta=np.empty((0,) * mask.ndim, dtype=dtype))
+
+
+def levels_budget() -> int:
+    """Bytes the seeds pass may leave in memory for the watershed pass.
+
+    A quarter of the workers' memory limits when a ``distributed`` client is
+    current, else a quarter of this machine's memory.
+    """
+    import sys
+
+    import psutil
+
+    total = psutil.virtual_memory().total
+    if "distributed" in sys.modules:  # no client can exist before it is imported
+        from distributed import default_client
+
+        try:
+            workers = default_client().scheduler_info()["workers"].values()
+        except ValueError:
+            workers = ()
+        limits = [int(w.get("memory_limit") or 0) for w in workers]
+        if limits and all(limits):
+            total = sum(limits)
+    return total // 4
 
 
 def _chunk_of(flat: np.ndarray, shape, chunks) -> np.ndarray:
@@ -138,7 +205,7 @@ def _chunk_of(flat: np.ndarray, shape, chunks) -> np.ndarray:
 
 
 def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=None,
-               halo="auto", max_halo: int | None = None) -> Seeds:
+               halo="auto", max_halo: int | None = None, keep_levels="auto") -> Seeds:
     """Seeds of a chunked foreground mask, equal to the whole-image ``peak_local_max``.
 
     The seeds are those of ``skimage.feature.peak_local_max(distance,
@@ -156,6 +223,12 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
         Pass-1 halo in pixels. ``"auto"`` starts small and doubles it for the
         chunks whose distances or candidates it cannot prove; an int is used
         as is, and a chunk it cannot prove is an error naming the chunk.
+    keep_levels : "auto" or bool
+        Keep the distance levels of pass 1 in memory (4 bytes a pixel; 8 with
+        anisotropic ``sampling``) so that :func:`watershed` does not compute
+        the distance transform again. ``"auto"`` keeps them when they take at
+        most :func:`levels_budget` (a quarter of the memory); larger images
+        recompute them chunk by chunk, which keeps memory per chunk.
 
     Returns
     -------
@@ -183,6 +256,11 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     else:
         h = max(footprint // 2 + min_distance + 2, 16)
     limit = max_halo or max(mask.shape)
+    if keep_levels == "auto":
+        itemsize = 4 if sampling is None else 8
+        keep_levels = int(np.prod(mask.shape, dtype=np.float64)) * itemsize <= levels_budget()
+    keep_levels = bool(keep_levels)
+    held: dict = {}
 
     nblocks = mask.numblocks
     all_indices = list(np.ndindex(*nblocks))
@@ -191,11 +269,14 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     pending = all_indices
     while pending:
         hh = needed[pending[0]]
-        out = _seed_results(mask, pending, (hh,) * mask.ndim, min_distance, footprint, sampling)
+        out, lv = _seed_results(mask, pending, (hh,) * mask.ndim, min_distance, footprint,
+                                sampling, keep_levels)
         failed = []
         for idx, res in zip(pending, out):
             if res["ok"]:
                 results[idx] = res
+                if keep_levels:
+                    held[idx] = lv[idx]
             else:
                 failed.append(idx)
         if not failed:
@@ -233,7 +314,8 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     return Seeds(
         flat=flat.astype(np.int64), shape=tuple(mask.shape), chunks=mask.chunks,
         max_distance=max_distance, halo=(max(needed.values()),) * mask.ndim,
-        undecided=n_undecided,
+        undecided=n_undecided, levels=_held_levels(mask, held, sampling) if keep_levels else None,
+        mask_name=mask.name,
     )
 
 
@@ -246,13 +328,13 @@ def watershed_halo(max_distance: float, min_distance: int, sampling, ndim: int) 
     return tuple(r + min_distance + 2 for r in reach)
 
 
-def _watershed_task(mask, seed_groups, *, halo, dtype, **kwargs):
+def _watershed_task(block, seed_groups, *, halo, dtype, **kwargs):
     flats = [g[0] for g in seed_groups]
     ids = [g[1] for g in seed_groups]
     flat = np.concatenate(flats) if flats else np.empty(0, dtype=np.int64)
     idv = np.concatenate(ids) if ids else np.empty(0, dtype=np.uint64)
     try:
-        labels = _ws.watershed_block(mask, seeds_flat=flat, seeds_id=idv, halo=halo, **kwargs)
+        labels = _ws.watershed_block(block, seeds_flat=flat, seeds_id=idv, halo=halo, **kwargs)
         return labels.astype(dtype, copy=False)  # in the task: no 8-byte block is ever moved
     except _ws.HaloTooSmall as exc:
         raise HaloTooSmallError(str(exc)) from None
@@ -293,9 +375,12 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     else:
         hs = (_check_positive("halo", halo),) * mask.ndim
     outer = tuple(2 * h for h in hs)
+    # the distance levels of pass 1, when kept for this very mask: no second transform
+    exact = seeds.levels is not None and seeds.mask_name == mask.name
+    source = seeds.levels if exact else mask
 
     # Seeds grouped by chunk of the mask's grid, each group one literal in the graph.
-    graph = _graph.Graph("watershed", mask)
+    graph = _graph.Graph("watershed", source)
     n = seeds.count
     ids = np.arange(1, n + 1, dtype=np.uint64)
     dtype = label_dtype(n)
@@ -312,7 +397,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     stops = [o + np.asarray(c) for o, c in zip(origins, mask.chunks)]
 
     for idx in np.ndindex(*nblocks):
-        padded, region, inner = _graph.padded_block(graph, mask, idx, outer)
+        padded, region, inner = _graph.padded_block(graph, source, idx, outer)
         near = []
         ranges = [
             range(int(np.searchsorted(stops[a], region[a].start, side="right")),
@@ -325,7 +410,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
                 near.append(groups[key])
         graph.task("labels", idx, _watershed_task, padded, near, halo=max(hs),
                    start=tuple(r.start for r in region), image_shape=mask.shape, core=inner,
-                   sampling=sampling, block_index=idx, dtype=dtype)
+                   sampling=sampling, block_index=idx, dtype=dtype, exact_levels=exact)
     return graph.array("labels", mask.chunks, dtype)
 
 

@@ -1,4 +1,5 @@
 
+import sys
 import dask
 import dask.array as da
 import numpy as np
@@ -11,6 +12,8 @@ from chunkseg.segment import label_dtype
 
 from ._reference import f1_at_iou, reference
 from .conftest import real_image
+
+SEGMENT_MODULE = sys.modules["chunkseg.segment"]  # the function chunkseg.segment hides it
 
 # (image, min_distance, sampling, chunkings): chunkings include uneven ones and
 # ones smaller than the halo
@@ -44,15 +47,20 @@ def _check_against_reference(image, labels, min_distance, sampling, seeds=None):
 def test_real_images_equal_whole_image_pipeline(name, md, sampling, chunkings):
     image = real_image(name)
     first = None
-    for chunks in chunkings:
+    # the watershed pass takes pass 1's distances (kept) or computes its own: both,
+    # the first chunking twice
+    runs = [(chunkings[0], True), (chunkings[0], False)] + \
+        [(c, bool(i % 2)) for i, c in enumerate(chunkings[1:])]
+    for chunks, keep in runs:
         x = da.from_array(image, chunks=chunks)
         mask, _ = chunkseg.foreground(x)
-        seeds = chunkseg.find_seeds(mask, min_distance=md, sampling=sampling)
+        seeds = chunkseg.find_seeds(mask, min_distance=md, sampling=sampling, keep_levels=keep)
+        assert (seeds.levels is not None) == keep
         labels = chunkseg.watershed(mask, seeds, sampling=sampling, min_distance=md).compute()
         if first is None:
             _check_against_reference(image, labels, md, sampling, seeds)
             first = labels
-        else:  # bit-identical at every chunking
+        else:  # bit-identical at every chunking, either way
             np.testing.assert_array_equal(labels, first)
 
 
@@ -79,6 +87,31 @@ def test_synthetic_touching_nuclei_across_edges_and_corners(shape, chunkings, md
         grid[tuple(sl)] = True
     crossing = np.unique(first[grid & (first > 0)])
     assert len(crossing) > 20
+
+
+@pytest.mark.parametrize("sampling", [None, (2.0, 1.0, 1.0)])
+def test_kept_levels_are_the_whole_image_distance(sampling):
+    image = synthetic_nuclei((40, 90, 100), seed=3, radius=(5, 9), density=0.45)
+    mask, _ = chunkseg.foreground(da.from_array(image, chunks=(17, 31, 40)))
+    seeds = chunkseg.find_seeds(mask, min_distance=5, sampling=sampling)  # auto: small, kept
+    expected = ndi.distance_transform_edt(mask.compute(), sampling=sampling)
+    levels = seeds.levels.compute()
+    distance = np.sqrt(levels.astype(np.float64)) if sampling is None else levels
+    np.testing.assert_array_equal(distance, expected)
+
+
+def test_kept_levels_follow_the_memory_budget_and_the_mask(monkeypatch):
+    image = synthetic_nuclei((300, 400), seed=5)
+    mask, _ = chunkseg.foreground(da.from_array(image, chunks=90))
+    monkeypatch.setattr(SEGMENT_MODULE, "levels_budget", lambda: 300 * 400 * 4 - 1)
+    assert chunkseg.find_seeds(mask, min_distance=6).levels is None
+    monkeypatch.setattr(SEGMENT_MODULE, "levels_budget", lambda: 300 * 400 * 4)
+    seeds = chunkseg.find_seeds(mask, min_distance=6)
+    assert seeds.levels is not None
+    # another mask (a different graph) never takes these levels: its own distance is used
+    other = da.from_array(image, chunks=90) > 200
+    labels = chunkseg.watershed(other, seeds, min_distance=6).compute()
+    assert not np.any(labels[~other.compute()])
 
 
 def test_labels_are_1_to_n_sequential_and_uint32():

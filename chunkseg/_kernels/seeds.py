@@ -136,7 +136,7 @@ def _box_any(flags: np.ndarray, coords: np.ndarray, radius: int) -> np.ndarray:
 
 
 def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
-               footprint: int, sampling=None) -> dict:
+               footprint: int, sampling=None, keep_levels: bool = False) -> dict:
     """Seeds of one chunk, from its block padded with a halo.
 
     Parameters
@@ -155,7 +155,9 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
     retry with a larger halo), ``max_level`` over the core, the kept
     ``seeds`` (flat indices, sorted) with their ``seed_level``, the
     ``undecided`` core candidates and the kept ``border`` seeds that the
-    global step needs, each with its level.
+    global step needs, each with its level. With ``keep_levels``, also
+    ``levels``: the core's distance levels, which are then the whole image's
+    (every core pixel is proven), so the watershed pass need not recompute them.
     """
     ndim = mask.ndim
     cuts = [
@@ -242,6 +244,9 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
         border=flat[border] if border.any() else empty,
         border_level=level[border] if border.any() else np.empty(0),
     )
+    if keep_levels:
+        dtype = np.float32 if _dist.is_isotropic(sampling) else np.float64
+        result["levels"] = np.ascontiguousarray(lv[core], dtype=dtype)
     return result
 
 

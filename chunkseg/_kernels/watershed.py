@@ -59,16 +59,22 @@ def _priority(lv: np.ndarray, mask: np.ndarray, sampling) -> np.ndarray:
     return top - level
 
 
-def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampling=None):
+def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampling=None,
+                levels=None):
     """One attempt: labels of the core (uint64 global ids), or None if the check fails.
 
     ``seed_coords`` are block-local coordinates of every seed inside the
-    block, ``seed_ids`` their global ids (any order).
+    block, ``seed_ids`` their global ids (any order). ``levels``, when given,
+    are the whole image's distance levels over the block (from the seeds
+    pass); otherwise they are computed here and trusted only where proven.
     """
     ndim = mask.ndim
     cuts = [(start[a] > 0, start[a] + mask.shape[a] < image_shape[a]) for a in range(ndim)]
-    lv = _dist.levels(mask, sampling)
-    proven = _dist.proven(lv, cuts, sampling)
+    if levels is None:
+        lv = _dist.levels(mask, sampling)
+        unproven = ~_dist.proven(lv, cuts, sampling)
+    else:
+        lv, unproven = levels, None
     # a block without background has no finite level; it is all taint below
     priority = _priority(lv, mask, sampling)
 
@@ -80,7 +86,8 @@ def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampli
     markers = np.zeros(mask.shape, dtype=np.int32)
     seed_flat = np.ravel_multi_index(tuple(seed_coords.T), mask.shape) if m else np.empty(0, np.int64)
     markers.flat[seed_flat] = np.arange(1, m + 1, dtype=np.int32)
-    taint = mask & (~proven | _dist.edge_band(mask.shape, cuts, 1))
+    band = _dist.edge_band(mask.shape, cuts, 1)
+    taint = mask & (band if unproven is None else unproven | band)
     markers[taint] = taint_id
     # taint is queued first, so it wins every tie; seeds follow in global-id order
     taint_flat = np.flatnonzero(taint)
@@ -95,30 +102,36 @@ def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampli
     return lut[local[core]]
 
 
-def watershed_block(mask, *, start, image_shape, core, halo: int, seeds_flat, seeds_id,
-                    sampling=None, block_index=()):
+def watershed_block(block, *, start, image_shape, core, halo: int, seeds_flat, seeds_id,
+                    sampling=None, block_index=(), exact_levels: bool = False):
     """Labels of one chunk, trying ``halo`` first and the whole padded block second.
 
-    ``mask`` is the chunk padded by up to ``2 * halo``; ``seeds_flat`` and
-    ``seeds_id`` list the seeds (global flat index, global id) that may lie in it.
+    ``block`` is the chunk's mask padded by up to ``2 * halo`` or, with
+    ``exact_levels``, the whole image's distance levels there (the mask is
+    where they are above 0); ``seeds_flat`` and ``seeds_id`` list the seeds
+    (global flat index, global id) that may lie in it.
     """
     image_shape = tuple(image_shape)
     seeds_flat = np.asarray(seeds_flat, dtype=np.int64)
     seeds_id = np.asarray(seeds_id, dtype=np.uint64)
     all_coords = np.stack(np.unravel_index(seeds_flat, image_shape), axis=1) if len(seeds_flat) \
-        else np.empty((0, mask.ndim), dtype=np.int64)
+        else np.empty((0, block.ndim), dtype=np.int64)
     full_halo = max(sl.start for sl in core) if core else 0
-    full_halo = max([full_halo] + [mask.shape[a] - sl.stop for a, sl in enumerate(core)])
+    full_halo = max([full_halo] + [block.shape[a] - sl.stop for a, sl in enumerate(core)])
     attempts = [halo] if halo >= full_halo else [halo, full_halo]
     for h in attempts:
-        outer, inner = _crop_to_halo(mask.shape, core, h)
-        sub = mask[outer]
+        outer, inner = _crop_to_halo(block.shape, core, h)
+        sub = block[outer]
+        levels = sub if exact_levels else None
+        if exact_levels:
+            sub = sub > 0
         sub_start = tuple(int(s) + o.start for s, o in zip(start, outer))
         local = all_coords - np.asarray(sub_start, dtype=np.int64)
         inside = np.all((local >= 0) & (local < np.asarray(sub.shape)), axis=1)
         result = flood_block(
             sub, start=sub_start, image_shape=image_shape, core=inner,
             seed_coords=local[inside], seed_ids=seeds_id[inside], sampling=sampling,
+            levels=levels,
         )
         if result is not None:
             return result
