@@ -5,6 +5,7 @@ They build dask graphs and compute nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 
@@ -158,8 +159,36 @@ class Graph:
         return da.Array(graph, name, chunks=chunks, dtype=dtype, meta=meta)
 
 
-def _slabs(block: np.ndarray, *, width) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """The blocks padded blocks are cut from: a chunk grid and the key of each block.
+
+    ``item``: the value at each key is a tuple and the block is its element
+    ``item`` (a kernel that returns several things, e.g. seeds and levels).
+    """
+
+    chunks: tuple
+    dtype: np.dtype
+    keys: Callable[[tuple], object]
+    item: int | None = None
+
+    @classmethod
+    def of(cls, x: da.Array) -> Source:
+        name = x.name
+        return cls(tuple(x.chunks), x.dtype, lambda idx: (name, *idx))
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(int(sum(c)) for c in self.chunks)
+
+
+def _part(value, item):
+    return value if item is None else value[item]
+
+
+def _slabs(block, *, width, item=None) -> dict:
     """The faces of a block that neighbours need: per axis, the first and last ``width`` planes."""
+    block = _part(block, item)
     out = {}
     for axis, w in enumerate(width):
         n = block.shape[axis]
@@ -186,32 +215,74 @@ def _face_source(src, shape, width):
     return None, src
 
 
-def _assemble_faces(*parts, shape, dtype, placements):
-    out = np.empty(shape, dtype=dtype)
-    for (dst, src, face), part in zip(placements, parts):
-        out[dst] = (part[face] if face is not None else part)[src]
-    return out
+class Padded:
+    """A padded block, assembled from its parts only where it is sliced.
 
-
-def padded_block(graph: Graph, x: da.Array, index: Sequence[int], halo: Sequence[int],
-                 kind: str = "padded"):
-    """Add a task to ``graph``: chunk ``index`` of ``x`` padded by ``halo`` per axis.
-
-    The padding stops at the image edges (nothing is invented there), and the
-    halo may be larger than the neighbouring chunks. Neighbours contribute
-    only their faces (one small task per neighbour and halo, shared by every
-    block that needs it), so between worker processes a halo moves, not
-    whole chunks. Returns ``(key, region_slices, core_slices_within_region)``.
+    ``padded[window]`` (a tuple of slices with steps of 1) copies just that
+    window out of the chunk and its neighbours' faces; ``padded.array()``
+    the whole block.
     """
-    core = chunk_slices(x.chunks, index)
+
+    def __init__(self, parts, layout: dict):
+        self.parts = [_part(p, layout["item"]) if face is None else p
+                      for p, (_, _, face) in zip(parts, layout["placements"])]
+        self.shape = layout["shape"]
+        self.dtype = np.dtype(layout["dtype"])
+        self.placements = layout["placements"]
+        self.ndim = len(self.shape)
+
+    def array(self) -> np.ndarray:
+        return self[tuple(slice(0, n) for n in self.shape)]
+
+    def __getitem__(self, window) -> np.ndarray:
+        window = tuple(slice(*w.indices(n)[:2]) for w, n in zip(window, self.shape))
+        out = np.empty(tuple(w.stop - w.start for w in window), dtype=self.dtype)
+        for (dst, src, face), part in zip(self.placements, self.parts):
+            d, s = [], []
+            for dd, ss, w in zip(dst, src, window):
+                lo, hi = max(dd.start, w.start), min(dd.stop, w.stop)
+                if lo >= hi:
+                    break
+                d.append(slice(lo - w.start, hi - w.start))
+                s.append(slice(ss.start + lo - dd.start, ss.start + hi - dd.start))
+            else:
+                out[tuple(d)] = (part[face] if face is not None else part)[tuple(s)]
+        return out
+
+
+def on_padded(*parts, kernel: Callable, layout: dict, kwargs: dict, whole: bool = True):
+    """``kernel(padded block, **kwargs)``: the task that assembles a padded block and uses it.
+
+    ``whole=False`` hands ``kernel`` the :class:`Padded` itself, to slice only
+    the windows it needs.
+    """
+    padded = Padded(parts, layout)
+    return kernel(padded.array() if whole else padded, **kwargs)
+
+
+def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int],
+                 kind: str = "padded"):
+    """The parts of chunk ``index`` of ``source`` padded by ``halo`` per axis.
+
+    ``source`` is a dask array or a :class:`Source`. The padding stops at the
+    image edges (nothing is invented there), and the halo may be larger than
+    the neighbouring chunks. Neighbours contribute only their faces (one small
+    task per neighbour and halo, shared by every block that needs it), so
+    between worker processes a halo moves, not whole chunks. Returns
+    ``(keys, layout, region_slices, core_slices_within_region)``; a task of
+    :func:`on_padded` on ``keys`` with ``layout`` gets the padded block.
+    """
+    src_ = source if isinstance(source, Source) else Source.of(source)
+    chunks, shape_all = src_.chunks, src_.shape
+    core = chunk_slices(chunks, index)
     region = tuple(
-        slice(max(c.start - h, 0), min(c.stop + h, n)) for c, h, n in zip(core, halo, x.shape)
+        slice(max(c.start - h, 0), min(c.stop + h, n)) for c, h, n in zip(core, halo, shape_all)
     )
-    origins = block_origins(x.chunks)
+    origins = block_origins(chunks)
     ranges = []
     for axis, r in enumerate(region):
         starts = origins[axis]
-        stops = starts + np.asarray(x.chunks[axis])
+        stops = starts + np.asarray(chunks[axis])
         first = int(np.searchsorted(stops, r.start, side="right"))
         last = int(np.searchsorted(starts, r.stop, side="left"))
         ranges.append(range(first, last))
@@ -222,23 +293,36 @@ def padded_block(graph: Graph, x: da.Array, index: Sequence[int], halo: Sequence
         dst, src = [], []
         for axis, i in enumerate(bi):
             b0 = int(origins[axis][i])
-            b1 = b0 + int(x.chunks[axis][i])
+            b1 = b0 + int(chunks[axis][i])
             lo, hi = max(b0, region[axis].start), min(b1, region[axis].stop)
             dst.append(slice(lo - region[axis].start, hi - region[axis].start))
             src.append(slice(lo - b0, hi - b0))
-        shape_bi = tuple(int(x.chunks[a][i]) for a, i in enumerate(bi))
+        shape_bi = tuple(int(chunks[a][i]) for a, i in enumerate(bi))
         face, src = (None, tuple(src)) if bi == tuple(index) else \
             _face_source(tuple(src), shape_bi, width)
         if face is None:
-            deps.append((x.name, *bi))
+            deps.append(src_.keys(bi))
         else:
             key = graph.key(f"{kind}-faces", *bi, *width)
             if key not in graph.dsk:
-                graph.task(f"{kind}-faces", (*bi, *width), _slabs, (x.name, *bi), width=width)
+                graph.task(f"{kind}-faces", (*bi, *width), _slabs, src_.keys(bi), width=width,
+                           item=src_.item)
             deps.append(key)
         placements.append((tuple(dst), src, face))
-    shape = tuple(r.stop - r.start for r in region)
+    layout = {"shape": tuple(r.stop - r.start for r in region), "dtype": src_.dtype,
+              "placements": placements, "item": src_.item}
     inner = tuple(slice(c.start - r.start, c.stop - r.start) for c, r in zip(core, region))
-    key = graph.task(kind, tuple(index), _assemble_faces, *deps, shape=shape, dtype=x.dtype,
-                     placements=placements)
-    return key, region, inner
+    return deps, layout, region, inner
+
+
+def padded_task(graph: Graph, kind: str, source, index, pad, func: Callable, *,
+                whole: bool = True, **kwargs):
+    """Add ``func(chunk index padded by pad, start=..., core=..., **kwargs)`` as one task.
+
+    The block is assembled inside the task (no task of its own): ``start``
+    is its first pixel in the image and ``core`` the chunk's slices within it.
+    """
+    deps, layout, region, inner = padded_parts(graph, source, index, pad, kind=kind)
+    kwargs = dict(kwargs, start=tuple(r.start for r in region), core=inner)
+    return graph.task(kind, tuple(index), on_padded, *deps, kernel=func, layout=layout,
+                      kwargs=kwargs, whole=whole)

@@ -134,7 +134,7 @@ def _versions() -> dict:
 
 
 #: Tasks per chunk of each pass (counted on the graphs chunkseg builds; see test_report).
-_TASKS_PER_CHUNK = {"watershed": 14, "label": 15, "threshold": 8}
+_TASKS_PER_CHUNK = {"watershed": 10, "label": 15, "threshold": 8}
 #: Working bytes per pixel of the padded block in the heaviest kernel of each method.
 _BYTES_PER_PIXEL = {"watershed": 30, "label": 20, "threshold": 10}
 #: Resident memory of an idle worker process (Python, numpy, dask, numba).

@@ -91,10 +91,10 @@ class Seeds:
         The halo pass 1 needed (largest over chunks).
     undecided : int
         Candidates settled by the global step.
-    levels : dask array, optional
-        The whole image's distance levels (squared distances on isotropic
-        grids), held in memory from pass 1 for :func:`watershed` on the same
-        mask (``mask_name``); None when they were not kept.
+    held : optional
+        Pass 1's per-chunk results, distance levels included, kept in memory
+        for :func:`watershed` on the same mask (``mask_name``); None when
+        they were not kept.
     """
 
     flat: np.ndarray
@@ -103,8 +103,19 @@ class Seeds:
     max_distance: float
     halo: tuple
     undecided: int
-    levels: da.Array | None = dataclasses.field(default=None, repr=False, compare=False)
+    held: _Held | None = dataclasses.field(default=None, repr=False, compare=False)
     mask_name: str | None = dataclasses.field(default=None, repr=False, compare=False)
+    mask_chunks: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
+    sampling: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def levels(self) -> da.Array | None:
+        """The whole image's distance levels kept from pass 1 (squared distances
+        on isotropic grids, the distance itself otherwise), or None."""
+        if self.held is None:
+            return None
+        like = da.empty(self.shape, chunks=self.mask_chunks)
+        return self.held.levels(like, self.sampling)
 
     @property
     def count(self) -> int:
@@ -122,51 +133,68 @@ def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampli
     """Run the seed kernel on the chunks ``indices`` with ``halo``.
 
     Returns their results in order and, with ``keep_levels``, the persisted
-    core levels of each chunk (a dask collection and its key per chunk): they
-    stay in (worker) memory, where they were computed, for the watershed pass.
+    result of each chunk (a dask collection per chunk; its ``"levels"`` are
+    the chunk's distance levels), left in (worker) memory where it was
+    computed, for the watershed pass.
     """
     import dask
 
     graph = _graph.Graph("seeds", mask)
-    keys, levels = [], {}
+    keys, full = [], {}
     for index in indices:
-        padded, region, inner = _graph.padded_block(graph, mask, index, halo)
-        key = graph.task(
-            "seed", index, _seeds.seed_block, padded, start=tuple(r.start for r in region),
-            image_shape=mask.shape, core=inner, min_distance=min_distance, footprint=footprint,
-            sampling=sampling, keep_levels=keep_levels,
+        key = _graph.padded_task(
+            graph, "seed", mask, index, halo, _seeds.seed_block, image_shape=mask.shape,
+            min_distance=min_distance, footprint=footprint, sampling=sampling,
+            keep_levels=keep_levels,
         )
         if keep_levels:
-            levels[index] = graph.task("levels", index, _levels_of, key)
+            full[index] = key
             key = graph.task("summary", index, _without_levels, key)
         keys.append(key)
     if not keep_levels:
         return graph.compute(keys), {}
-    persisted = dask.persist(*[graph.delayed(k) for k in list(levels.values()) + keys])
-    out = dask.compute(*persisted[len(levels):])
-    held = {index: p for index, p in zip(levels, persisted)}
-    return out, held
-
-
-def _levels_of(result: dict):
-    return result.get("levels")
+    persisted = dask.persist(*[graph.delayed(k) for k in list(full.values()) + keys])
+    out = dask.compute(*persisted[len(full):])
+    return out, dict(zip(full, persisted))
 
 
 def _without_levels(result: dict) -> dict:
     return {k: v for k, v in result.items() if k != "levels"}
 
 
-def _held_levels(mask: da.Array, held: dict, sampling) -> da.Array:
-    """One dask array of the per-chunk levels persisted by the seeds pass (keys aliased)."""
-    from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
+@dataclasses.dataclass(frozen=True)
+class _Held:
+    """Per-chunk results of the seeds pass kept in memory: one dask collection, and keys."""
 
-    name = f"levels-{tokenize(mask.name, *[p.key for p in held.values()])[:16]}"
-    layer = {(name, *index): p.key for index, p in held.items()}
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=list(held.values()))
-    dtype = np.dtype(np.float32 if sampling is None else np.float64)
-    return da.Array(graph, name, chunks=mask.chunks, dtype=dtype,
-                    meta=np.empty((0,) * mask.ndim, dtype=dtype))
+    collection: object  # a Delayed whose graph holds every kept result (or its future)
+    keys: dict  # block index -> key of that chunk's result
+
+    @classmethod
+    def of(cls, persisted: dict) -> _Held:
+        from dask.base import tokenize
+        from dask.delayed import Delayed
+        from dask.highlevelgraph import HighLevelGraph
+
+        layer = {}
+        for p in persisted.values():
+            layer.update(dict(p.__dask_graph__()))
+        keys = {idx: p.key for idx, p in persisted.items()}
+        name = f"seeds-held-{tokenize(*keys.values())[:16]}"
+        graph = HighLevelGraph({name: layer}, {name: set()})
+        return cls(Delayed(next(iter(keys.values()), name), graph, layer=name), keys)
+
+    def source(self, mask: da.Array, sampling) -> _graph.Source:
+        dtype = np.dtype(np.float32 if sampling is None else np.float64)
+        keys = self.keys
+        return _graph.Source(tuple(mask.chunks), dtype, lambda idx: keys[idx], item="levels")
+
+    def levels(self, mask: da.Array, sampling) -> da.Array:
+        """The kept levels as a dask array (one getitem task per chunk)."""
+        src = self.source(mask, sampling)
+        graph = _graph.Graph("levels", self.collection)
+        for idx in np.ndindex(*mask.numblocks):
+            graph.task("levels", idx, _graph.getitem, self.keys[idx], "levels")
+        return graph.array("levels", mask.chunks, src.dtype)
 
 
 def levels_budget() -> int:
@@ -191,17 +219,6 @@ def levels_budget() -> int:
         if limits and all(limits):
             total = sum(limits)
     return total // 4
-
-
-def _chunk_of(flat: np.ndarray, shape, chunks) -> np.ndarray:
-    """C-order block number of the chunk holding each flat index."""
-    coords = np.unravel_index(flat, shape)
-    nblocks = tuple(len(c) for c in chunks)
-    bidx = []
-    for axis, c in enumerate(coords):
-        stops = np.cumsum(chunks[axis])
-        bidx.append(np.searchsorted(stops, c, side="right"))
-    return np.ravel_multi_index(tuple(bidx), nblocks)
 
 
 def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=None,
@@ -261,6 +278,12 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
         keep_levels = int(np.prod(mask.shape, dtype=np.float64)) * itemsize <= levels_budget()
     keep_levels = bool(keep_levels)
     held: dict = {}
+    import dask
+
+    # fused read + threshold: one task per chunk instead of two (this graph is
+    # computed as Delayed objects, which dask does not optimise as arrays)
+    mask_name = mask.name
+    (mask,) = dask.optimize(mask)
 
     nblocks = mask.numblocks
     all_indices = list(np.ndindex(*nblocks))
@@ -314,8 +337,8 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     return Seeds(
         flat=flat.astype(np.int64), shape=tuple(mask.shape), chunks=mask.chunks,
         max_distance=max_distance, halo=(max(needed.values()),) * mask.ndim,
-        undecided=n_undecided, levels=_held_levels(mask, held, sampling) if keep_levels else None,
-        mask_name=mask.name,
+        undecided=n_undecided, held=_Held.of(held) if keep_levels else None,
+        mask_name=mask_name, mask_chunks=tuple(mask.chunks), sampling=sampling,
     )
 
 
@@ -328,13 +351,10 @@ def watershed_halo(max_distance: float, min_distance: int, sampling, ndim: int) 
     return tuple(r + min_distance + 2 for r in reach)
 
 
-def _watershed_task(block, seed_groups, *, halo, dtype, **kwargs):
-    flats = [g[0] for g in seed_groups]
-    ids = [g[1] for g in seed_groups]
-    flat = np.concatenate(flats) if flats else np.empty(0, dtype=np.int64)
-    idv = np.concatenate(ids) if ids else np.empty(0, dtype=np.uint64)
+def _watershed_task(block, *, seeds_flat, seeds_id, halo, dtype, **kwargs):
     try:
-        labels = _ws.watershed_block(block, seeds_flat=flat, seeds_id=idv, halo=halo, **kwargs)
+        labels = _ws.watershed_block(block, seeds_flat=seeds_flat, seeds_id=seeds_id, halo=halo,
+                                     **kwargs)
         return labels.astype(dtype, copy=False)  # in the task: no 8-byte block is ever moved
     except _ws.HaloTooSmall as exc:
         raise HaloTooSmallError(str(exc)) from None
@@ -353,7 +373,9 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     ----------
     mask : (M, N[, P]) bool dask array
     seeds : Seeds
-        From :func:`find_seeds` on the same mask.
+        From :func:`find_seeds` on the same mask. When it kept the distance
+        levels of that very mask, they are used instead of a second distance
+        transform.
     halo : "auto" or int
         ``"auto"``: ``2 * ceil(max distance) + min_distance + 2`` pixels per
         axis; each chunk is checked at this halo and, failing that, at twice
@@ -364,6 +386,8 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     -------
     labels : dask array of uint32 (uint64 when the seeds do not fit)
     """
+    import dask
+
     mask = _graph.as_dask(mask)
     if tuple(mask.shape) != tuple(seeds.shape):
         raise InputError(
@@ -376,41 +400,40 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
         hs = (_check_positive("halo", halo),) * mask.ndim
     outer = tuple(2 * h for h in hs)
     # the distance levels of pass 1, when kept for this very mask: no second transform
-    exact = seeds.levels is not None and seeds.mask_name == mask.name
-    source = seeds.levels if exact else mask
+    exact = (seeds.held is not None and seeds.mask_name == mask.name
+             and tuple(mask.chunks) == seeds.mask_chunks and sampling == seeds.sampling)
+    if exact:
+        source = seeds.held.source(mask, sampling)
+        graph = _graph.Graph("watershed", seeds.held.collection)
+    else:
+        (mask,) = dask.optimize(mask)  # read and threshold in one task per chunk
+        source = mask
+        graph = _graph.Graph("watershed", mask)
 
-    # Seeds grouped by chunk of the mask's grid, each group one literal in the graph.
-    graph = _graph.Graph("watershed", source)
     n = seeds.count
-    ids = np.arange(1, n + 1, dtype=np.uint64)
     dtype = label_dtype(n)
-    owner = _chunk_of(seeds.flat, mask.shape, mask.chunks) if n else np.empty(0, dtype=np.int64)
-    nblocks = mask.numblocks
-    order = np.argsort(owner, kind="stable")
-    bounds = np.searchsorted(owner[order], np.arange(int(np.prod(nblocks)) + 1))
-    groups = {}
-    for b, idx in enumerate(np.ndindex(*nblocks)):
-        sel = order[bounds[b]:bounds[b + 1]]
-        if len(sel):
-            groups[idx] = graph.data("seeds", idx, (seeds.flat[sel], ids[sel]))
-    origins = _graph.block_origins(mask.chunks)
-    stops = [o + np.asarray(c) for o, c in zip(origins, mask.chunks)]
-
-    for idx in np.ndindex(*nblocks):
-        padded, region, inner = _graph.padded_block(graph, source, idx, outer)
-        near = []
-        ranges = [
-            range(int(np.searchsorted(stops[a], region[a].start, side="right")),
-                  int(np.searchsorted(origins[a], region[a].stop, side="left")))
-            for a in range(mask.ndim)
-        ]
-        for nb in np.ndindex(*[len(r) for r in ranges]):
-            key = tuple(r[k] for r, k in zip(ranges, nb))
-            if key in groups:
-                near.append(groups[key])
-        graph.task("labels", idx, _watershed_task, padded, near, halo=max(hs),
-                   start=tuple(r.start for r in region), image_shape=mask.shape, core=inner,
-                   sampling=sampling, block_index=idx, dtype=dtype, exact_levels=exact)
+    coords = seeds.coords
+    ids = np.arange(1, n + 1, dtype=np.uint64)
+    # seeds sorted along the first axis: each task's own (those in its padded
+    # region) are found by bisection and bound into the task
+    first = coords[:, 0] if n else np.empty(0, dtype=np.int64)
+    order = np.argsort(first, kind="stable")
+    first_sorted = first[order]
+    for idx in np.ndindex(*mask.numblocks):
+        core = _graph.chunk_slices(mask.chunks, idx)
+        region = [slice(max(c.start - h, 0), min(c.stop + h, size))
+                  for c, h, size in zip(core, outer, mask.shape)]
+        lo, hi = np.searchsorted(first_sorted, [region[0].start, region[0].stop])
+        sel = order[lo:hi]
+        for axis in range(1, mask.ndim):
+            c = coords[sel, axis]
+            sel = sel[(c >= region[axis].start) & (c < region[axis].stop)]
+        sel = np.sort(sel)
+        _graph.padded_task(
+            graph, "labels", source, idx, outer, _watershed_task, whole=False,
+            seeds_flat=seeds.flat[sel], seeds_id=ids[sel], halo=max(hs), image_shape=mask.shape,
+            sampling=sampling, block_index=idx, dtype=dtype, exact_levels=exact,
+        )
     return graph.array("labels", mask.chunks, dtype)
 
 
@@ -444,9 +467,8 @@ def distance_transform_edt(mask, *, sampling=None, halo: int = 64) -> da.Array:
     halo = _check_positive("halo", halo)
     graph = _graph.Graph("distance", mask)
     for idx in np.ndindex(*mask.numblocks):
-        padded, region, inner = _graph.padded_block(graph, mask, idx, (halo,) * mask.ndim)
-        graph.task("distance", idx, _distance_task, padded, start=tuple(r.start for r in region),
-                   image_shape=mask.shape, core=inner, sampling=sampling, block_index=idx)
+        _graph.padded_task(graph, "distance", mask, idx, (halo,) * mask.ndim, _distance_task,
+                           image_shape=mask.shape, sampling=sampling, block_index=idx)
     return graph.array("distance", mask.chunks, np.float64)
 
 

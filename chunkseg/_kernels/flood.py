@@ -34,11 +34,12 @@ def _push(head, tail, nxt, p, i):
 
 
 @numba.njit(cache=True, nogil=True)
-def _flood(priority, labels, mask, marker_index, offsets, nbuckets):
-    """Flood in place. Arrays are raveled and padded by one pixel of mask 0."""
-    head = np.full(nbuckets, -1, dtype=np.int64)
-    tail = np.full(nbuckets, -1, dtype=np.int64)
-    nxt = np.empty(priority.size, dtype=np.int64)
+def _flood(priority, labels, marker_index, offsets, nbuckets):
+    """Flood in place. Arrays are raveled and padded by one pixel; ``labels`` is
+    -1 outside the mask (one test per neighbour: only 0 is open), int32 links."""
+    head = np.full(nbuckets, -1, dtype=np.int32)
+    tail = np.full(nbuckets, -1, dtype=np.int32)
+    nxt = np.empty(priority.size, dtype=np.int32)
     lowest = nbuckets
     for k in range(marker_index.size):
         i = marker_index[k]
@@ -56,7 +57,7 @@ def _flood(priority, labels, mask, marker_index, offsets, nbuckets):
         label = labels[index]
         for o in offsets:
             nb = index + o
-            if mask[nb] == 0 or labels[nb] != 0:
+            if labels[nb] != 0:
                 continue
             labels[nb] = label
             p = priority[nb]
@@ -81,19 +82,21 @@ def flood(priority: np.ndarray, markers: np.ndarray, mask: np.ndarray, order: np
     """
     ndim = priority.ndim
     padded_shape = tuple(s + 2 for s in priority.shape)
+    if np.prod(padded_shape, dtype=np.float64) >= 2**31:
+        raise ValueError(f"a block of {padded_shape} pixels is too large to flood (2**31 at most)")
     inner = (slice(1, -1),) * ndim
     pp = np.zeros(padded_shape, dtype=np.int32)
     pp[inner] = priority
-    pl = np.zeros(padded_shape, dtype=np.int32)
-    pl[inner] = np.where(mask, markers, 0)
-    pm = np.zeros(padded_shape, dtype=np.uint8)
-    pm[inner] = mask
+    pl = np.full(padded_shape, -1, dtype=np.int32)
+    pl[inner] = np.where(mask, markers, -1)
     strides = np.array([int(np.prod(padded_shape[a + 1:])) for a in range(ndim)], dtype=np.int64)
     # neighbour order as scikit-image's (raveled offsets in footprint order)
-    offsets = np.array(sorted([-s for s in strides]) + sorted(strides.tolist()), dtype=np.int64)
-    coords = np.unravel_index(np.asarray(order, dtype=np.int64), priority.shape)
-    padded_index = np.ravel_multi_index(tuple(c + 1 for c in coords), padded_shape).astype(np.int64)
-    keep = pm.ravel()[padded_index] != 0
+    offsets = np.array(sorted([-s for s in strides]) + sorted(strides.tolist()), dtype=np.int32)
+    order = np.asarray(order, dtype=np.int64)
+    order = order[mask.ravel()[order]] if order.size else order
+    coords = np.unravel_index(order, priority.shape)
+    padded_index = np.ravel_multi_index(tuple(c + 1 for c in coords), padded_shape).astype(np.int32)
     nbuckets = int(priority.max()) + 1 if priority.size else 1
-    _flood(pp.ravel(), pl.ravel(), pm.ravel(), padded_index[keep], offsets, nbuckets)
-    return pl[inner]
+    _flood(pp.ravel(), pl.ravel(), padded_index, offsets, nbuckets)
+    out = pl[inner]
+    return np.maximum(out, 0, out=out)

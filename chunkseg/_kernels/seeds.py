@@ -58,11 +58,13 @@ def _stronger_neighbours(pairs: np.ndarray, rank: np.ndarray, n: int) -> list[li
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk(coords, ball_ok, shape, radius):
+def _walk(coords, unknown, shape, radius):
     """The three-valued greedy walk over candidates sorted strongest first.
 
-    Scans the Chebyshev ball of ``radius`` around each candidate in a status
-    image, where only stronger (already walked) candidates are marked.
+    Scans the Chebyshev ball of ``radius`` (clipped to the block) around each
+    candidate in a status image, where only stronger (already walked)
+    candidates are marked, and in ``unknown`` (raveled): a candidate with an
+    unknown pixel in its ball cannot be surely kept.
     """
     n, ndim = coords.shape
     strides = np.ones(ndim, dtype=np.int64)
@@ -75,64 +77,131 @@ def _walk(coords, ball_ok, shape, radius):
     status = np.zeros(n, dtype=np.int8)
     width = 2 * radius + 1
     total = width**ndim
+    ball = np.zeros(total, dtype=np.int64)  # flat offsets of the ball, for candidates inside
+    for k in range(total):
+        rem = k
+        for a in range(ndim - 1, -1, -1):
+            ball[k] += (rem % width - radius) * strides[a]
+            rem //= width
     lo = np.empty(ndim, dtype=np.int64)
     for i in range(n):
+        center = 0
+        inside_all = True
         for a in range(ndim):
-            lo[a] = coords[i, a] - radius
+            c = coords[i, a]
+            lo[a] = c - radius
+            center += c * strides[a]
+            if c - radius < 0 or c + radius >= shape[a]:
+                inside_all = False
         any_kept = False
         any_open = False
+        any_unknown = False
         for k in range(total):
-            rem = k
-            flat = 0
-            inside = True
-            for a in range(ndim - 1, -1, -1):
-                c = lo[a] + rem % width
-                rem //= width
-                if c < 0 or c >= shape[a]:
-                    inside = False
-                    break
-                flat += c * strides[a]
-            if not inside:
-                continue
+            if inside_all:
+                flat = center + ball[k]
+            else:
+                rem = k
+                flat = 0
+                inside = True
+                for a in range(ndim - 1, -1, -1):
+                    c = lo[a] + rem % width
+                    rem //= width
+                    if c < 0 or c >= shape[a]:
+                        inside = False
+                        break
+                    flat += c * strides[a]
+                if not inside:
+                    continue
             m = marks[flat]
             if m == _KEPT:
                 any_kept = True
                 break
             if m == _UNDECIDED_MARK:
                 any_open = True
+            if unknown[flat]:
+                any_unknown = True
         if any_kept:
             st = _REJECTED
-        elif ball_ok[i] and not any_open:
+        elif not any_unknown and not any_open:
             st = _KEPT
         else:
             st = _UNDECIDED
         status[i] = st
-        flat = 0
-        for a in range(ndim):
-            flat += coords[i, a] * strides[a]
-        marks[flat] = _UNDECIDED_MARK if st == _UNDECIDED else st
+        marks[center] = _UNDECIDED_MARK if st == _UNDECIDED else st
     return status
 
 
-def _box_any(flags: np.ndarray, coords: np.ndarray, radius: int) -> np.ndarray:
-    """For each point, whether any flag is set within Chebyshev ``radius`` (clipped).
+@numba.njit(cache=True, nogil=True)
+def _peaks_2d(lv, unknown, lo, hi):
+    """Flat indices, in raster order, of the known pixels with ``lv > 0`` that
+    equal the maximum of ``lv`` over their window (``lo`` back, ``hi`` forward,
+    clipped at the block's edges)."""
+    n0, n1 = lv.shape
+    out = np.empty(n0 * n1, dtype=np.int64)
+    count = 0
+    for i in range(n0):
+        a0, b0 = max(i - lo, 0), min(i + hi + 1, n0)
+        for j in range(n1):
+            v = lv[i, j]
+            if v <= 0 or unknown[i, j]:
+                continue
+            a1, b1 = max(j - lo, 0), min(j + hi + 1, n1)
+            peak = True
+            for ii in range(a0, b0):
+                for jj in range(a1, b1):
+                    if lv[ii, jj] > v:
+                        peak = False
+                        break
+                if not peak:
+                    break
+            if peak:
+                out[count] = i * n1 + j
+                count += 1
+    return out[:count].copy()
 
-    A summed-area table answers each box in 2**ndim lookups, instead of a
-    maximum filter over the whole block.
-    """
-    ndim = flags.ndim
-    table = np.zeros(tuple(s + 1 for s in flags.shape), dtype=np.int32)
-    table[(slice(1, None),) * ndim] = flags
-    for axis in range(ndim):
-        np.cumsum(table, axis=axis, out=table)
-    lo = np.maximum(coords - radius, 0)
-    hi = np.minimum(coords + radius + 1, np.asarray(flags.shape))
-    total = np.zeros(len(coords), dtype=np.int64)
-    for corner in np.ndindex(*(2,) * ndim):
-        idx = tuple(np.where(c, hi[:, a], lo[:, a]) for a, c in enumerate(corner))
-        sign = -1 if (ndim - sum(corner)) % 2 else 1
-        total += sign * table[idx]
-    return total > 0
+
+@numba.njit(cache=True, nogil=True)
+def _peaks_3d(lv, unknown, lo, hi):
+    """:func:`_peaks_2d` in 3D."""
+    n0, n1, n2 = lv.shape
+    out = np.empty(n0 * n1 * n2, dtype=np.int64)
+    count = 0
+    for i in range(n0):
+        a0, b0 = max(i - lo, 0), min(i + hi + 1, n0)
+        for j in range(n1):
+            a1, b1 = max(j - lo, 0), min(j + hi + 1, n1)
+            for k in range(n2):
+                v = lv[i, j, k]
+                if v <= 0 or unknown[i, j, k]:
+                    continue
+                a2, b2 = max(k - lo, 0), min(k + hi + 1, n2)
+                peak = True
+                for ii in range(a0, b0):
+                    for jj in range(a1, b1):
+                        for kk in range(a2, b2):
+                            if lv[ii, jj, kk] > v:
+                                peak = False
+                                break
+                        if not peak:
+                            break
+                    if not peak:
+                        break
+                if peak:
+                    out[count] = (i * n1 + j) * n2 + k
+                    count += 1
+    return out[:count].copy()
+
+
+def _peaks(lv: np.ndarray, unknown: np.ndarray, footprint: int) -> np.ndarray:
+    """Candidates: known pixels above 0 equal to the maximum over their footprint window
+    (``maximum_filter(lv, footprint, mode="nearest") == lv``), as flat indices in raster order."""
+    lo, hi = footprint // 2, (footprint - 1) // 2
+    if lv.ndim == 2:
+        return _peaks_2d(lv, unknown, lo, hi)
+    if lv.ndim == 3:
+        return _peaks_3d(lv, unknown, lo, hi)
+    local_max = lv == _dist.box_max(lv, footprint) if footprint > 1 else True
+    return np.flatnonzero(~unknown & (lv > 0) & local_max)
 
 
 def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
@@ -176,8 +245,8 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
 
     core_known = known[core]
     ok = bool(core_known.all())
-    core_mask = mask[core]
-    max_level = float(lv[core][core_mask].max()) if core_mask.any() and ok else 0.0
+    # levels are 0 on the background and finite once proven
+    max_level = float(lv[core].max()) if ok and lv[core].size else 0.0
     empty = np.empty(0, dtype=np.int64)
     result = {"ok": ok, "max_level": max_level}
     if not ok:
@@ -185,13 +254,12 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
 
     # levels() is either finite everywhere or inf everywhere (a block without background)
     finite = lv if lv.size == 0 or np.isfinite(lv.flat[0]) else np.zeros_like(lv)
-    if footprint > 1:
-        local_max = finite == _dist.box_max(finite, footprint)
-    else:
-        local_max = np.ones(mask.shape, dtype=bool)
-    candidates = known & mask & (finite > 0) & local_max
-    coords = np.argwhere(candidates)
-    level = finite[candidates]
+    finite = np.ascontiguousarray(finite)
+    unknown = np.ascontiguousarray(unknown)
+    local = _peaks(finite, unknown, footprint)
+    coords = np.stack(np.unravel_index(local, mask.shape), axis=1).astype(np.int64) if len(local) \
+        else np.empty((0, ndim), dtype=np.int64)
+    level = finite.ravel()[local]
     flat = _global_flat(coords, start, image_shape)
     order = _priority_order(level, flat)
     coords, level, flat = coords[order], level[order], flat[order]
@@ -201,8 +269,7 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
     # kept stronger candidate lies within min_distance; surely kept when every
     # pixel within min_distance - 1 is known and every stronger candidate
     # there is surely rejected; otherwise undecided (left to the global step).
-    ball_ok = ~_box_any(unknown, coords, min_distance - 1) if n else np.zeros(0, dtype=bool)
-    status = _walk(coords.astype(np.int64), ball_ok, np.asarray(mask.shape, dtype=np.int64),
+    status = _walk(coords, unknown.ravel(), np.asarray(mask.shape, dtype=np.int64),
                    min_distance - 1)
     kept = status == _KEPT
     closed = status != _UNDECIDED
