@@ -353,9 +353,9 @@ def watershed_halo(max_distance: float, min_distance: int, sampling, ndim: int) 
 
 def _watershed_task(block, *, seeds_flat, seeds_id, halo, dtype, **kwargs):
     try:
-        labels = _ws.watershed_block(block, seeds_flat=seeds_flat, seeds_id=seeds_id, halo=halo,
-                                     **kwargs)
-        return labels.astype(dtype, copy=False)  # in the task: no 8-byte block is ever moved
+        # labels come in the final dtype: no 8-byte block is ever made or moved
+        return _ws.watershed_block(block, seeds_flat=seeds_flat, seeds_id=seeds_id, halo=halo,
+                                   dtype=dtype, **kwargs)
     except _ws.HaloTooSmall as exc:
         raise HaloTooSmallError(str(exc)) from None
 

@@ -66,37 +66,46 @@ def _flood(priority, labels, marker_index, offsets, nbuckets):
             _push(head, tail, nxt, p, nb)
 
 
-def flood(priority: np.ndarray, markers: np.ndarray, mask: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Labels from flooding ``priority`` inside ``mask`` from ``markers``.
+def flood(level: np.ndarray, mask: np.ndarray, order: np.ndarray, order_labels: np.ndarray, *,
+          top: int) -> np.ndarray:
+    """Labels from flooding priority ``top - level`` inside ``mask`` from markers.
 
     Parameters
     ----------
-    priority : int array
-        Non-negative flooding priority (low floods first).
-    markers : int32 array
-        Marker labels (0 elsewhere).
+    level : array
+        Flooding level, at most ``top`` (an exact integer): the priority
+        ``top - level`` is non-negative, and low priority floods first.
     mask : bool array
     order : int array
         Flat indices (into the unpadded array) of the marker pixels, in the
         order they are queued; ties in flooding go to the earlier marker.
+    order_labels : int32 array
+        The label of each marker pixel (positive).
+
+    Returns
+    -------
+    int32 array: the labels, 0 outside the flooded region.
     """
-    ndim = priority.ndim
-    padded_shape = tuple(s + 2 for s in priority.shape)
+    ndim = level.ndim
+    padded_shape = tuple(s + 2 for s in level.shape)
     if np.prod(padded_shape, dtype=np.float64) >= 2**31:
         raise ValueError(f"a block of {padded_shape} pixels is too large to flood (2**31 at most)")
     inner = (slice(1, -1),) * ndim
-    pp = np.zeros(padded_shape, dtype=np.int32)
-    pp[inner] = priority
+    # each buffer written once; the priority of the one-pixel pad is never read
+    # (its label is -1, closed)
+    pp = np.empty(padded_shape, dtype=np.int32)
+    np.subtract(top, level, out=pp[inner], casting="unsafe")
     pl = np.full(padded_shape, -1, dtype=np.int32)
-    pl[inner] = np.where(mask, markers, -1)
+    np.copyto(pl[inner], 0, where=mask)
     strides = np.array([int(np.prod(padded_shape[a + 1:])) for a in range(ndim)], dtype=np.int64)
     # neighbour order as scikit-image's (raveled offsets in footprint order)
     offsets = np.array(sorted([-s for s in strides]) + sorted(strides.tolist()), dtype=np.int32)
     order = np.asarray(order, dtype=np.int64)
-    order = order[mask.ravel()[order]] if order.size else order
-    coords = np.unravel_index(order, priority.shape)
+    keep = mask.ravel()[order] if order.size else np.zeros(0, dtype=bool)
+    order, order_labels = order[keep], np.asarray(order_labels, dtype=np.int32)[keep]
+    coords = np.unravel_index(order, level.shape)
     padded_index = np.ravel_multi_index(tuple(c + 1 for c in coords), padded_shape).astype(np.int32)
-    nbuckets = int(priority.max()) + 1 if priority.size else 1
-    _flood(pp.ravel(), pl.ravel(), padded_index, offsets, nbuckets)
+    pl.ravel()[padded_index] = order_labels
+    _flood(pp.ravel(), pl.ravel(), padded_index, offsets, int(top) + 1)
     out = pl[inner]
     return np.maximum(out, 0, out=out)

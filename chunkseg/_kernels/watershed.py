@@ -37,31 +37,30 @@ def _crop_to_halo(shape, core, halo):
     return tuple(outer), tuple(inner)
 
 
-def _priority(lv: np.ndarray, mask: np.ndarray, sampling) -> np.ndarray:
+def _priority(lv: np.ndarray, mask: np.ndarray, sampling):
     """Flooding priority, low first: farthest from background floods first.
 
-    Isotropic levels are exact integer squared distances; anisotropic ones
-    are replaced by their ranks. Either way the order (ties included) is the
-    order of ``-distance``.
+    Returns ``(levels, top)``: the priority is ``top - levels``. Isotropic
+    levels are exact integer squared distances (used as they are, the flood
+    subtracts as it copies them); anisotropic ones are replaced by their
+    ranks. Either way the order (ties included) is the order of ``-distance``.
     """
     # levels() is finite everywhere or nowhere (a block without background)
     everywhere = lv.size == 0 or np.isfinite(lv.flat[0])
     if _dist.is_isotropic(sampling) and everywhere:
-        level = lv.astype(np.int32)  # 0 on the background already
-    elif _dist.is_isotropic(sampling):
-        level = np.zeros(lv.shape, dtype=np.int32)
-    else:
-        finite = np.isfinite(lv) & mask
-        level = np.zeros(lv.shape, dtype=np.int32)
-        _, inverse = np.unique(lv[finite], return_inverse=True)
-        level[finite] = inverse
-    top = int(level.max()) if level.size else 0
-    return top - level
+        return lv, int(lv.max()) if lv.size else 0  # 0 on the background already
+    if _dist.is_isotropic(sampling):
+        return np.zeros(lv.shape, dtype=np.int32), 0
+    finite = np.isfinite(lv) & mask
+    level = np.zeros(lv.shape, dtype=np.int32)
+    _, inverse = np.unique(lv[finite], return_inverse=True)
+    level[finite] = inverse
+    return level, int(level.max()) if level.size else 0
 
 
 def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampling=None,
-                levels=None):
-    """One attempt: labels of the core (uint64 global ids), or None if the check fails.
+                levels=None, dtype=np.uint64):
+    """One attempt: labels of the core (global ids as ``dtype``), or None if the check fails.
 
     ``seed_coords`` are block-local coordinates of every seed inside the
     block, ``seed_ids`` their global ids (any order). ``levels``, when given,
@@ -76,40 +75,40 @@ def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampli
     else:
         lv, unproven = levels, None
     # a block without background has no finite level; it is all taint below
-    priority = _priority(lv, mask, sampling)
+    level, top = _priority(lv, mask, sampling)
 
     order = np.argsort(seed_ids, kind="stable")
     seed_coords = np.asarray(seed_coords, dtype=np.int64).reshape(-1, ndim)[order]
     seed_ids = np.asarray(seed_ids, dtype=np.uint64)[order]
     m = len(seed_ids)
     taint_id = m + 1
-    markers = np.zeros(mask.shape, dtype=np.int32)
     seed_flat = np.ravel_multi_index(tuple(seed_coords.T), mask.shape) if m else np.empty(0, np.int64)
-    markers.flat[seed_flat] = np.arange(1, m + 1, dtype=np.int32)
     band = _dist.edge_band(mask.shape, cuts, 1)
     taint = mask & (band if unproven is None else unproven | band)
-    markers[taint] = taint_id
     # taint is queued first, so it wins every tie; seeds follow in global-id order
     taint_flat = np.flatnonzero(taint)
-    queue = np.concatenate([taint_flat, seed_flat[~taint.flat[seed_flat]]]) if m else taint_flat
-    local = _flood.flood(priority, markers, mask, queue)
+    free = ~taint.flat[seed_flat] if m else np.zeros(0, dtype=bool)
+    queue = np.concatenate([taint_flat, seed_flat[free]])
+    queue_labels = np.concatenate([np.full(len(taint_flat), taint_id, dtype=np.int32),
+                                   np.arange(1, m + 1, dtype=np.int32)[free]])
+    local = _flood.flood(level, mask, queue, queue_labels, top=top)
 
     ring = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in core)
     if (local[ring] == taint_id).any():
         return None
-    lut = np.zeros(m + 2, dtype=np.uint64)
+    lut = np.zeros(m + 2, dtype=dtype)
     lut[1 : m + 1] = seed_ids
     return lut[local[core]]
 
 
 def watershed_block(block, *, start, image_shape, core, halo: int, seeds_flat, seeds_id,
-                    sampling=None, block_index=(), exact_levels: bool = False):
+                    sampling=None, block_index=(), exact_levels: bool = False, dtype=np.uint64):
     """Labels of one chunk, trying ``halo`` first and the whole padded block second.
 
     ``block`` is the chunk's mask padded by up to ``2 * halo`` or, with
     ``exact_levels``, the whole image's distance levels there (the mask is
     where they are above 0); ``seeds_flat`` and ``seeds_id`` list the seeds
-    (global flat index, global id) that may lie in it.
+    (global flat index, global id) that may lie in it. Labels come as ``dtype``.
     """
     image_shape = tuple(image_shape)
     seeds_flat = np.asarray(seeds_flat, dtype=np.int64)
@@ -131,7 +130,7 @@ def watershed_block(block, *, start, image_shape, core, halo: int, seeds_flat, s
         result = flood_block(
             sub, start=sub_start, image_shape=image_shape, core=inner,
             seed_coords=local[inside], seed_ids=seeds_id[inside], sampling=sampling,
-            levels=levels,
+            levels=levels, dtype=dtype,
         )
         if result is not None:
             return result
