@@ -10,13 +10,18 @@ import time
 import psutil
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    """Resident memory of a process and all its children (worker processes), in bytes."""
+def tree_rss(proc: psutil.Process, procs: list | None = None) -> int:
+    """Resident memory of a process and all its children (worker processes), in bytes.
+
+    ``procs``: the processes to add up, if already listed (listing children
+    scans every process of the machine).
+    """
     total = 0
-    try:
-        procs = [proc] + proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return 0
+    if procs is None:
+        try:
+            procs = [proc] + proc.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return 0
     for p in procs:
         try:
             total += p.memory_info().rss
@@ -26,18 +31,33 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 class PeakMemory:
-    """Samples the resident memory of this process and its children in a thread."""
+    """Samples the resident memory of this process and its children in a thread.
 
-    def __init__(self, interval: float = 0.05, pid: int | None = None):
+    Ten samples a second; the list of child processes is renewed every
+    ``relist`` seconds (finding them reads every process's status: the
+    costly part).
+    """
+
+    def __init__(self, interval: float = 0.1, pid: int | None = None, relist: float = 0.3):
         self.interval = interval
+        self.relist = relist
         self.peak = 0
         self._proc = psutil.Process(pid)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
+    def _list(self) -> list:
+        try:
+            return [self._proc] + self._proc.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
     def _sample(self):
+        procs, listed = self._list(), time.perf_counter()
         while not self._done.is_set():
-            self.peak = max(self.peak, tree_rss(self._proc))
+            if time.perf_counter() - listed >= self.relist:
+                procs, listed = self._list(), time.perf_counter()
+            self.peak = max(self.peak, tree_rss(self._proc, procs))
             self._done.wait(self.interval)
 
     def __enter__(self):

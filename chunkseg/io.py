@@ -866,12 +866,13 @@ def _piece(block, *, origin, step):
     return start, np.ascontiguousarray(block[sl])
 
 
-def _write_block(block, *, array, region, marker):
+def _write_block(block, *, array, region, marker, piece=None):
+    """Write one block (then its marker); return the next level's piece of it, if asked."""
     array[region] = block
     if marker is not None:
         with open(marker, "wb"):
             pass
-    return None  # nothing is held for the final barrier
+    return None if piece is None else _piece(block, **piece)
 
 
 def _level_block(*pieces, region, dtype):
@@ -885,6 +886,12 @@ def _level_block(*pieces, region, dtype):
             src.append(slice(lo - s0, hi - s0))
         out[tuple(dst)] = piece[tuple(src)]
     return out
+
+
+def _write_level(*pieces, array, region, piece=None):
+    """Assemble, write and (but for the last level) pass on one chunk of a pyramid level."""
+    block = _level_block(*pieces, region=region, dtype=array.dtype)
+    return _write_block(block, array=array, region=region, marker=None, piece=piece)
 
 
 def _children(index, chunks, step, shape_above, chunks_above):
@@ -915,35 +922,37 @@ def store_blocks(x: da.Array, array, path, *, skip=frozenset(), pyramid: bool = 
         group = zarr.open_group(str(path), mode="r+")
         while str(len(levels) + 1) in group:
             levels.append(group[str(len(levels) + 1)])
+    if levels and skip:
+        raise ValueError("a resumed run writes its pyramid afterwards (write_pyramid), not here")
     steps = _level_steps([array.shape] + [a.shape for a in levels])
     g = _graph.Graph("write", x)
-    writes = []  # tasks that return None: the final barrier holds no data
+    # One task per chunk writes it and, with a pyramid, returns the pixels the
+    # next level keeps; one task per level chunk assembles, writes and passes
+    # on. The last tasks return None: the final barrier holds no data.
+    writes = []
     for idx in np.ndindex(*x.numblocks):
         if idx in skip:
             continue
         region = _graph.chunk_slices(x.chunks, idx)
-        block = (x.name, *idx)
-        writes.append(g.task("write", idx, _write_block, block, array=array, region=region,
-                             marker=str(folder / _block_name(idx))))
-        if levels:
-            g.task("piece", idx, _piece, block, origin=tuple(r.start for r in region),
-                   step=steps[0])
+        piece = {"origin": tuple(r.start for r in region), "step": steps[0]} if levels else None
+        writes.append(g.task("write", idx, _write_block, (x.name, *idx), array=array,
+                             region=region, marker=str(folder / _block_name(idx)), piece=piece))
     above = array
     for level, target in enumerate(levels, start=1):
         grid = tuple(-(-n // c) for n, c in zip(target.shape, target.chunks))
+        writes = []
         for idx in np.ndindex(*grid):
             region = tuple(slice(i * c, min((i + 1) * c, n))
                            for i, c, n in zip(idx, target.chunks, target.shape))
             kids = _children(idx, target.chunks, steps[level - 1], above.shape, above.chunks)
-            pieces = [g.key("piece" if level == 1 else f"piece{level - 1}", *k) for k in kids]
-            block = g.task(f"level{level}", idx, _level_block, *pieces, region=region,
-                           dtype=target.dtype)
-            writes.append(g.task(f"write{level}", idx, _write_block, block, array=target,
-                                 region=region, marker=None))
-            if level < len(levels):
-                g.task(f"piece{level}", idx, _piece, block,
-                       origin=tuple(r.start for r in region), step=steps[level])
+            pieces = [g.key("write" if level == 1 else f"write{level - 1}", *k) for k in kids]
+            piece = {"origin": tuple(r.start for r in region), "step": steps[level]} \
+                if level < len(levels) else None
+            writes.append(g.task(f"write{level}", idx, _write_level, *pieces, array=target,
+                                 region=region, piece=piece))
         above = target
+    # every chunk of a level is a piece of the next, so the last level's tasks
+    # depend on every write
     return g.delayed(g.task("done", (), _graph.barrier, *writes))
 
 

@@ -112,10 +112,7 @@ class Seeds:
     def levels(self) -> da.Array | None:
         """The whole image's distance levels kept from pass 1 (squared distances
         on isotropic grids, the distance itself otherwise), or None."""
-        if self.held is None:
-            return None
-        like = da.empty(self.shape, chunks=self.mask_chunks)
-        return self.held.levels(like, self.sampling)
+        return None if self.held is None else self.held.levels(self.mask_chunks, self.sampling)
 
     @property
     def count(self) -> int:
@@ -183,18 +180,18 @@ class _Held:
         graph = HighLevelGraph({name: layer}, {name: set()})
         return cls(Delayed(next(iter(keys.values()), name), graph, layer=name), keys)
 
-    def source(self, mask: da.Array, sampling) -> _graph.Source:
+    def source(self, chunks, sampling) -> _graph.Source:
+        """The kept levels as a source of padded blocks (chunk grid ``chunks``)."""
         dtype = np.dtype(np.float32 if sampling is None else np.float64)
         keys = self.keys
-        return _graph.Source(tuple(mask.chunks), dtype, lambda idx: keys[idx], item="levels")
+        return _graph.Source(tuple(chunks), dtype, lambda idx: keys[idx], item="levels")
 
-    def levels(self, mask: da.Array, sampling) -> da.Array:
+    def levels(self, chunks, sampling) -> da.Array:
         """The kept levels as a dask array (one getitem task per chunk)."""
-        src = self.source(mask, sampling)
         graph = _graph.Graph("levels", self.collection)
-        for idx in np.ndindex(*mask.numblocks):
+        for idx in self.keys:
             graph.task("levels", idx, _graph.getitem, self.keys[idx], "levels")
-        return graph.array("levels", mask.chunks, src.dtype)
+        return graph.array("levels", chunks, self.source(chunks, sampling).dtype)
 
 
 def levels_budget() -> int:
@@ -403,7 +400,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     exact = (seeds.held is not None and seeds.mask_name == mask.name
              and tuple(mask.chunks) == seeds.mask_chunks and sampling == seeds.sampling)
     if exact:
-        source = seeds.held.source(mask, sampling)
+        source = seeds.held.source(mask.chunks, sampling)
         graph = _graph.Graph("watershed", seeds.held.collection)
     else:
         (mask,) = dask.optimize(mask)  # read and threshold in one task per chunk
