@@ -5,8 +5,10 @@ They build dask graphs and compute nothing.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 
 import dask.array as da
@@ -177,9 +179,18 @@ class Source:
         name = x.name
         return cls(tuple(x.chunks), x.dtype, lambda idx: (name, *idx))
 
-    @property
+    @functools.cached_property
     def shape(self) -> tuple:
         return tuple(int(sum(c)) for c in self.chunks)
+
+    @functools.cached_property
+    def starts(self) -> list[list[int]]:
+        """Per axis, the first index of every chunk (plain ints: read once per task)."""
+        return [[int(v) for v in o] for o in block_origins(self.chunks)]
+
+    @functools.cached_property
+    def stops(self) -> list[list[int]]:
+        return [[b + int(c) for b, c in zip(st, cs)] for st, cs in zip(self.starts, self.chunks)]
 
 
 def _part(value, item):
@@ -273,32 +284,26 @@ def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int]
     :func:`on_padded` on ``keys`` with ``layout`` gets the padded block.
     """
     src_ = source if isinstance(source, Source) else Source.of(source)
-    chunks, shape_all = src_.chunks, src_.shape
-    core = chunk_slices(chunks, index)
+    shape_all = src_.shape
+    starts_all, stops_all = src_.starts, src_.stops
+    index = tuple(int(i) for i in index)
+    core = tuple(slice(st[i], sp[i]) for st, sp, i in zip(starts_all, stops_all, index))
     region = tuple(
         slice(max(c.start - h, 0), min(c.stop + h, n)) for c, h, n in zip(core, halo, shape_all)
     )
-    origins = block_origins(chunks)
-    ranges = []
-    for axis, r in enumerate(region):
-        starts = origins[axis]
-        stops = starts + np.asarray(chunks[axis])
-        first = int(np.searchsorted(stops, r.start, side="right"))
-        last = int(np.searchsorted(starts, r.stop, side="left"))
-        ranges.append(range(first, last))
+    ranges = [range(bisect.bisect_right(sp, r.start), bisect.bisect_left(st, r.stop))
+              for st, sp, r in zip(starts_all, stops_all, region)]
     width = tuple(int(h) for h in halo)
     placements, deps = [], []
-    for bidx in np.ndindex(*[len(r) for r in ranges]):
-        bi = tuple(rng[k] for rng, k in zip(ranges, bidx))
+    for bi in itertools.product(*ranges):
         dst, src = [], []
         for axis, i in enumerate(bi):
-            b0 = int(origins[axis][i])
-            b1 = b0 + int(chunks[axis][i])
+            b0, b1 = starts_all[axis][i], stops_all[axis][i]
             lo, hi = max(b0, region[axis].start), min(b1, region[axis].stop)
             dst.append(slice(lo - region[axis].start, hi - region[axis].start))
             src.append(slice(lo - b0, hi - b0))
-        shape_bi = tuple(int(chunks[a][i]) for a, i in enumerate(bi))
-        face, src = (None, tuple(src)) if bi == tuple(index) else \
+        shape_bi = tuple(stops_all[a][i] - starts_all[a][i] for a, i in enumerate(bi))
+        face, src = (None, tuple(src)) if bi == index else \
             _face_source(tuple(src), shape_bi, width)
         if face is None:
             deps.append(src_.keys(bi))

@@ -57,6 +57,8 @@ class SegmentReport:
     max_distance: float | None
     undecided_seeds: int
     timings: dict
+    #: pass 1's distances kept in the workers for pass 2 (else recomputed there)
+    kept_distances: bool = False
     fractions: list | None = None
     warnings: list = dataclasses.field(default_factory=list)
     tasks: int | None = None
@@ -83,7 +85,8 @@ class SegmentReport:
             "halo": {"seeds": list(self.seed_halo) if self.seed_halo else None,
                      "watershed": self.watershed_halo,
                      "max_distance": self.max_distance,
-                     "undecided_seeds": self.undecided_seeds},
+                     "undecided_seeds": self.undecided_seeds,
+                     "distances_kept_between_passes": self.kept_distances},
             "warnings": list(self.warnings),
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "total_s": round(sum(self.timings.values()), 4),
@@ -157,6 +160,8 @@ class Plan:
     threads_per_worker: int
     memory_per_worker: int
     output: str
+    kept_levels: bool = False
+
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v)
@@ -171,7 +176,7 @@ class Plan:
             f"halo:     {'x'.join(map(str, self.halo))}  ({self.halo_note})",
             f"tasks:    about {self.tasks}",
             f"workers:  {self.workers} x {self.threads_per_worker} thread(s), about {gb:.2f} GB "
-            "each",
+            "each" + (" (with the distances kept between the passes)" if self.kept_levels else ""),
             f"output:   {self.output} (nothing computed or written: dry run)",
         ])
 
@@ -181,7 +186,7 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     """Shapes, chunks, halo, task count and memory per worker of a run, computing nothing."""
     import os
 
-    from .segment import watershed_halo
+    from .segment import levels_budget, watershed_halo
 
     chunks = tuple(max(c) for c in image.chunks)
     nchunks = int(np.prod(image.numblocks))
@@ -207,10 +212,14 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
         threads, nproc = nworkers, 1
     else:
         threads, nproc = threads_per_worker, nworkers
+    # pass 1's distances stay in the workers for pass 2 when they fit (find_seeds)
+    levels = float(np.prod(image.shape, dtype=np.float64)) * (4 if sampling is None else 8)
+    kept = method == "watershed" and levels <= levels_budget()
+    memory = _WORKER_BASE + threads * per_thread + (levels / nproc if kept else 0)
     return Plan(shape=tuple(image.shape), dtype=str(image.dtype), chunks=chunks,
                 chunk_count=nchunks, method=method, halo=tuple(int(v) for v in h), halo_note=note,
                 tasks=int(tasks), workers=nproc, threads_per_worker=threads,
-                memory_per_worker=int(_WORKER_BASE + threads * per_thread), output=str(output))
+                memory_per_worker=int(memory), output=str(output), kept_levels=kept)
 
 
 def _parse_chunks(chunks, ndim: int):
@@ -454,6 +463,7 @@ def _run(image, output, *, info, axes, method, threshold, smooth, background, cl
         seed_halo=seeds.halo if seeds else None, watershed_halo=halo,
         max_distance=seeds.max_distance if seeds else None,
         undecided_seeds=seeds.undecided if seeds else 0, timings=timings, fractions=frac,
+        kept_distances=bool(seeds is not None and seeds.held is not None),
         params=params, tasks=tasks.total,
         resumed=None if state is None else {"already_written": len(done),
                                             "written": nblocks - len(done), "chunks": nblocks},

@@ -137,10 +137,11 @@ def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampli
     import dask
 
     graph = _graph.Graph("seeds", mask)
+    source = _graph.Source.of(mask)
     keys, full = [], {}
     for index in indices:
         key = _graph.padded_task(
-            graph, "seed", mask, index, halo, _seeds.seed_block, image_shape=mask.shape,
+            graph, "seed", source, index, halo, _seeds.seed_block, image_shape=mask.shape,
             min_distance=min_distance, footprint=footprint, sampling=sampling,
             keep_levels=keep_levels,
         )
@@ -404,7 +405,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
         graph = _graph.Graph("watershed", seeds.held.collection)
     else:
         (mask,) = dask.optimize(mask)  # read and threshold in one task per chunk
-        source = mask
+        source = _graph.Source.of(mask)
         graph = _graph.Graph("watershed", mask)
 
     n = seeds.count
@@ -417,9 +418,8 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     order = np.argsort(first, kind="stable")
     first_sorted = first[order]
     for idx in np.ndindex(*mask.numblocks):
-        core = _graph.chunk_slices(mask.chunks, idx)
-        region = [slice(max(c.start - h, 0), min(c.stop + h, size))
-                  for c, h, size in zip(core, outer, mask.shape)]
+        region = [slice(max(source.starts[a][i] - h, 0), min(source.stops[a][i] + h, size))
+                  for a, (i, h, size) in enumerate(zip(idx, outer, mask.shape))]
         lo, hi = np.searchsorted(first_sorted, [region[0].start, region[0].stop])
         sel = order[lo:hi]
         for axis in range(1, mask.ndim):
@@ -463,8 +463,9 @@ def distance_transform_edt(mask, *, sampling=None, halo: int = 64) -> da.Array:
     sampling = _check_sampling(sampling, mask.ndim)
     halo = _check_positive("halo", halo)
     graph = _graph.Graph("distance", mask)
+    source = _graph.Source.of(mask)
     for idx in np.ndindex(*mask.numblocks):
-        _graph.padded_task(graph, "distance", mask, idx, (halo,) * mask.ndim, _distance_task,
+        _graph.padded_task(graph, "distance", source, idx, (halo,) * mask.ndim, _distance_task,
                            image_shape=mask.shape, sampling=sampling, block_index=idx)
     return graph.array("distance", mask.chunks, np.float64)
 

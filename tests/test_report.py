@@ -40,6 +40,22 @@ def test_plan_estimates_the_tasks_that_run(tmp_path, nuclei, method):
     assert abs(plan.tasks - report.tasks) <= 0.25 * report.tasks, (plan.tasks, report.tasks)
 
 
+def test_distances_kept_or_recomputed_by_memory_budget(tmp_path, nuclei, monkeypatch):
+    """A run keeps pass 1's distances when they fit the budget, else recomputes them:
+    the plan and the report say which, and the labels are the same."""
+    import sys
+
+    kept = run_segment(nuclei, tmp_path / "kept.zarr", min_distance=6, progress=False)
+    assert kept.plan.kept_levels and kept.kept_distances
+    assert kept.to_dict()["halo"]["distances_kept_between_passes"] is True
+    monkeypatch.setattr(sys.modules["chunkseg.segment"], "levels_budget", lambda: 512 * 512 * 4 - 1)
+    again = run_segment(nuclei, tmp_path / "again.zarr", min_distance=6, progress=False)
+    assert not again.plan.kept_levels and not again.kept_distances
+    assert again.plan.memory_per_worker < kept.plan.memory_per_worker
+    np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "kept.zarr").compute(),
+                                  chunkseg.open_labels(tmp_path / "again.zarr").compute())
+
+
 def test_report_json_beside_output(tmp_path, nuclei):
     out = tmp_path / "labels.zarr"
     assert main(["-q", "segment", str(nuclei), str(out), "--min-distance", "6"]) == 0
