@@ -172,7 +172,7 @@ class Source:
     chunks: tuple
     dtype: np.dtype
     keys: Callable[[tuple], object]
-    item: int | None = None
+    item: int | str | None = None
 
     @classmethod
     def of(cls, x: da.Array) -> Source:
@@ -197,8 +197,11 @@ def _part(value, item):
     return value if item is None else value[item]
 
 
-def _slabs(block, *, width, item=None) -> dict:
-    """The faces of a block that neighbours need: per axis, the first and last ``width`` planes."""
+def _slabs(block, *, width, item=None, dtype=None) -> dict:
+    """The faces of a block that neighbours need: per axis, the first and last ``width`` planes.
+
+    ``dtype``: cast to it (a smaller one that holds the values exactly: fewer bytes to move).
+    """
     block = _part(block, item)
     out = {}
     for axis, w in enumerate(width):
@@ -208,8 +211,8 @@ def _slabs(block, *, width, item=None) -> dict:
         hi = [slice(None)] * block.ndim
         lo[axis] = slice(0, w)
         hi[axis] = slice(n - w, n)
-        out[(axis, 0)] = np.ascontiguousarray(block[tuple(lo)])
-        out[(axis, 1)] = np.ascontiguousarray(block[tuple(hi)])
+        out[(axis, 0)] = np.ascontiguousarray(block[tuple(lo)], dtype=dtype)
+        out[(axis, 1)] = np.ascontiguousarray(block[tuple(hi)], dtype=dtype)
     return out
 
 
@@ -311,7 +314,7 @@ def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int]
             key = graph.key(f"{kind}-faces", *bi, *width)
             if key not in graph.dsk:
                 graph.task(f"{kind}-faces", (*bi, *width), _slabs, src_.keys(bi), width=width,
-                           item=src_.item)
+                           item=src_.item, dtype=src_.dtype)
             deps.append(key)
         placements.append((tuple(dst), src, face))
     layout = {"shape": tuple(r.stop - r.start for r in region), "dtype": src_.dtype,

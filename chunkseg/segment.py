@@ -112,7 +112,9 @@ class Seeds:
     def levels(self) -> da.Array | None:
         """The whole image's distance levels kept from pass 1 (squared distances
         on isotropic grids, the distance itself otherwise), or None."""
-        return None if self.held is None else self.held.levels(self.mask_chunks, self.sampling)
+        if self.held is None:
+            return None
+        return self.held.levels(self.mask_chunks, _seeds.level_dtype(np.inf, self.sampling))
 
     @property
     def count(self) -> int:
@@ -181,18 +183,22 @@ class _Held:
         graph = HighLevelGraph({name: layer}, {name: set()})
         return cls(Delayed(next(iter(keys.values()), name), graph, layer=name), keys)
 
-    def source(self, chunks, sampling) -> _graph.Source:
-        """The kept levels as a source of padded blocks (chunk grid ``chunks``)."""
-        dtype = np.dtype(np.float32 if sampling is None else np.float64)
+    def source(self, chunks, dtype) -> _graph.Source:
+        """The kept levels as a source of padded blocks (chunk grid ``chunks``), as ``dtype``."""
         keys = self.keys
-        return _graph.Source(tuple(chunks), dtype, lambda idx: keys[idx], item="levels")
+        return _graph.Source(tuple(chunks), np.dtype(dtype), lambda idx: keys[idx], item="levels")
 
-    def levels(self, chunks, sampling) -> da.Array:
-        """The kept levels as a dask array (one getitem task per chunk)."""
+    def levels(self, chunks, dtype) -> da.Array:
+        """The kept levels as a dask array of ``dtype`` (one task per chunk)."""
         graph = _graph.Graph("levels", self.collection)
         for idx in self.keys:
-            graph.task("levels", idx, _graph.getitem, self.keys[idx], "levels")
-        return graph.array("levels", chunks, self.source(chunks, sampling).dtype)
+            graph.task("levels", idx, _levels_as, self.keys[idx], dtype=np.dtype(dtype))
+        return graph.array("levels", chunks, np.dtype(dtype))
+
+
+def _levels_as(result: dict, *, dtype) -> np.ndarray:
+    # each chunk keeps the smallest exact dtype of its own levels
+    return result["levels"].astype(dtype, copy=False)
 
 
 def levels_budget() -> int:
@@ -401,7 +407,9 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     exact = (seeds.held is not None and seeds.mask_name == mask.name
              and tuple(mask.chunks) == seeds.mask_chunks and sampling == seeds.sampling)
     if exact:
-        source = seeds.held.source(mask.chunks, sampling)
+        # the image's largest level picks the dtype the halos travel in
+        max_level = float(seeds.max_distance) if sampling else round(seeds.max_distance ** 2)
+        source = seeds.held.source(mask.chunks, _seeds.level_dtype(max_level, sampling))
         graph = _graph.Graph("watershed", seeds.held.collection)
     else:
         (mask,) = dask.optimize(mask)  # read and threshold in one task per chunk

@@ -100,6 +100,27 @@ def test_kept_levels_are_the_whole_image_distance(sampling):
     np.testing.assert_array_equal(distance, expected)
 
 
+def test_kept_levels_beyond_uint16_distances():
+    """Distances over 256 px: levels no longer fit uint16 (halos move as float32);
+    kept or recomputed, the labels are the same."""
+    yy, xx = np.mgrid[:700, :760]
+    image = ((yy - 350) ** 2 + (xx - 380) ** 2 < 290**2).astype(np.uint8) * 200
+    image[5:25, 5:40] = 200  # and two small objects
+    image[680:695, 700:750] = 200
+    x = da.from_array(image, chunks=128)
+    mask, _ = chunkseg.foreground(x, 100)
+    kept = chunkseg.find_seeds(mask, min_distance=5, keep_levels=True)
+    assert kept.max_distance > 256
+    levels = kept.levels.compute()
+    np.testing.assert_array_equal(np.sqrt(levels.astype(np.float64)),
+                                  ndi.distance_transform_edt(image > 100))
+    a = chunkseg.watershed(mask, kept, min_distance=5).compute()
+    b = chunkseg.watershed(mask, chunkseg.find_seeds(mask, min_distance=5, keep_levels=False),
+                           min_distance=5).compute()
+    np.testing.assert_array_equal(a, b)
+    assert a.max() == kept.count >= 3
+
+
 def test_kept_levels_follow_the_memory_budget_and_the_mask(monkeypatch):
     image = synthetic_nuclei((300, 400), seed=5)
     mask, _ = chunkseg.foreground(da.from_array(image, chunks=90))

@@ -312,9 +312,20 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
         border_level=level[border] if border.any() else np.empty(0),
     )
     if keep_levels:
-        dtype = np.float32 if _dist.is_isotropic(sampling) else np.float64
-        result["levels"] = np.ascontiguousarray(lv[core], dtype=dtype)
+        result["levels"] = np.ascontiguousarray(lv[core], dtype=level_dtype(max_level, sampling))
     return result
+
+
+def level_dtype(max_level: float, sampling=None) -> np.dtype:
+    """The smallest dtype that holds distance levels up to ``max_level`` exactly.
+
+    Isotropic levels are integer squared distances: uint16 below 65536
+    (distances below 256 px: half the bytes to keep and to move), else
+    float32 (exact below 2**24). Anisotropic levels are float64 distances.
+    """
+    if not _dist.is_isotropic(sampling):
+        return np.dtype(np.float64)
+    return np.dtype(np.uint16 if max_level < 2**16 else np.float32)
 
 
 def settle_undecided(undecided, undecided_level, border, border_level, *,
