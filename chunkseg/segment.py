@@ -3,11 +3,13 @@
 Data flow (see DESIGN.md): mask = image > t (lazy) -> pass 1, per chunk plus
 halo h: distance, seed candidates, spacing settled where provable -> one
 small global step for the undecided candidates -> global ids 1..N in raster
-order -> pass 2, per chunk plus halo H: distance, seeded watershed with the
-seeds of the neighbourhood and the taint check -> labels.
+order -> pass 2, per chunk plus halo H: distance (pass 1's, kept in the
+workers when it fits the memory budget, else computed again), seeded
+watershed with the seeds of the neighbourhood and the taint check -> labels.
 
 Pass 1 is computed when :func:`find_seeds` is called (its result is small:
-one row per seed); pass 2 is a lazy dask array.
+one row per seed, plus the distances it may leave in worker memory); pass 2
+is a lazy dask array.
 """
 
 from __future__ import annotations
