@@ -165,8 +165,8 @@ class Graph:
 class Source:
     """The blocks padded blocks are cut from: a chunk grid and the key of each block.
 
-    ``item``: the value at each key is a tuple and the block is its element
-    ``item`` (a kernel that returns several things, e.g. seeds and levels).
+    ``item``: the value at each key holds several things (a kernel's dict of
+    seeds and levels) and the block is its element ``item``.
     """
 
     chunks: tuple

@@ -162,7 +162,6 @@ class Plan:
     output: str
     kept_levels: bool = False
 
-
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(self).items()}
@@ -186,7 +185,7 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     """Shapes, chunks, halo, task count and memory per worker of a run, computing nothing."""
     import os
 
-    from .segment import levels_budget, watershed_halo
+    from .segment import keeps_levels, levels_bytes, watershed_halo
 
     chunks = tuple(max(c) for c in image.chunks)
     nchunks = int(np.prod(image.numblocks))
@@ -213,9 +212,9 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     else:
         threads, nproc = threads_per_worker, nworkers
     # pass 1's distances stay in the workers for pass 2 when they fit (find_seeds)
-    levels = float(np.prod(image.shape, dtype=np.float64)) * (4 if sampling is None else 8)
-    kept = method == "watershed" and levels <= levels_budget()
-    memory = _WORKER_BASE + threads * per_thread + (levels / nproc if kept else 0)
+    kept = method == "watershed" and keeps_levels(image.shape, sampling)
+    memory = _WORKER_BASE + threads * per_thread + \
+        (levels_bytes(image.shape, sampling) / nproc if kept else 0)
     return Plan(shape=tuple(image.shape), dtype=str(image.dtype), chunks=chunks,
                 chunk_count=nchunks, method=method, halo=tuple(int(v) for v in h), halo_note=note,
                 tasks=int(tasks), workers=nproc, threads_per_worker=threads,

@@ -19,6 +19,7 @@ import logging
 import math
 import warnings
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -138,8 +139,6 @@ def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampli
     the chunk's distance levels), left in (worker) memory where it was
     computed, for the watershed pass.
     """
-    import dask
-
     graph = _graph.Graph("seeds", mask)
     source = _graph.Source.of(mask)
     keys, full = [], {}
@@ -170,9 +169,10 @@ class _Held:
 
     collection: object  # a Delayed whose graph holds every kept result (or its future)
     keys: dict  # block index -> key of that chunk's result
+    dtype: np.dtype  # holds every level of the image exactly (halos travel in it)
 
     @classmethod
-    def of(cls, persisted: dict) -> _Held:
+    def of(cls, persisted: dict, dtype) -> _Held:
         from dask.base import tokenize
         from dask.delayed import Delayed
         from dask.highlevelgraph import HighLevelGraph
@@ -183,12 +183,13 @@ class _Held:
         keys = {idx: p.key for idx, p in persisted.items()}
         name = f"seeds-held-{tokenize(*keys.values())[:16]}"
         graph = HighLevelGraph({name: layer}, {name: set()})
-        return cls(Delayed(next(iter(keys.values()), name), graph, layer=name), keys)
+        return cls(Delayed(next(iter(keys.values()), name), graph, layer=name), keys,
+                   np.dtype(dtype))
 
-    def source(self, chunks, dtype) -> _graph.Source:
-        """The kept levels as a source of padded blocks (chunk grid ``chunks``), as ``dtype``."""
+    def source(self, chunks) -> _graph.Source:
+        """The kept levels as a source of padded blocks (chunk grid ``chunks``)."""
         keys = self.keys
-        return _graph.Source(tuple(chunks), np.dtype(dtype), lambda idx: keys[idx], item="levels")
+        return _graph.Source(tuple(chunks), self.dtype, lambda idx: keys[idx], item="levels")
 
     def levels(self, chunks, dtype) -> da.Array:
         """The kept levels as a dask array of ``dtype`` (one task per chunk)."""
@@ -227,6 +228,17 @@ def levels_budget() -> int:
     return total // 4
 
 
+def levels_bytes(shape, sampling=None) -> float:
+    """What keeping the levels of an image may take, counted before pass 1 knows
+    the distances: 4 bytes a pixel (8 with anisotropic ``sampling``)."""
+    return float(np.prod(shape, dtype=np.float64)) * (4 if sampling is None else 8)
+
+
+def keeps_levels(shape, sampling=None) -> bool:
+    """``keep_levels="auto"``: keep pass 1's levels when they fit :func:`levels_budget`."""
+    return levels_bytes(shape, sampling) <= levels_budget()
+
+
 def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=None,
                halo="auto", max_halo: int | None = None, keep_levels="auto") -> Seeds:
     """Seeds of a chunked foreground mask, equal to the whole-image ``peak_local_max``.
@@ -247,11 +259,13 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
         chunks whose distances or candidates it cannot prove; an int is used
         as is, and a chunk it cannot prove is an error naming the chunk.
     keep_levels : "auto" or bool
-        Keep the distance levels of pass 1 in memory (4 bytes a pixel; 8 with
-        anisotropic ``sampling``) so that :func:`watershed` does not compute
-        the distance transform again. ``"auto"`` keeps them when they take at
-        most :func:`levels_budget` (a quarter of the memory); larger images
-        recompute them chunk by chunk, which keeps memory per chunk.
+        Keep the distance levels of pass 1 in memory (2 bytes a pixel while
+        distances stay below 256 px, else 4; 8 with anisotropic ``sampling``)
+        so that :func:`watershed` does not compute the distance transform
+        again. ``"auto"`` keeps them when their upper bound
+        (:func:`levels_bytes`) fits :func:`levels_budget` (a quarter of the
+        memory); larger images recompute them chunk by chunk, which keeps
+        memory per chunk.
 
     Returns
     -------
@@ -279,13 +293,8 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     else:
         h = max(footprint // 2 + min_distance + 2, 16)
     limit = max_halo or max(mask.shape)
-    if keep_levels == "auto":
-        itemsize = 4 if sampling is None else 8
-        keep_levels = int(np.prod(mask.shape, dtype=np.float64)) * itemsize <= levels_budget()
-    keep_levels = bool(keep_levels)
+    keep_levels = keeps_levels(mask.shape, sampling) if keep_levels == "auto" else bool(keep_levels)
     held: dict = {}
-    import dask
-
     # fused read + threshold: one task per chunk instead of two (this graph is
     # computed as Delayed objects, which dask does not optimise as arrays)
     mask_name = mask.name
@@ -343,7 +352,8 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     return Seeds(
         flat=flat.astype(np.int64), shape=tuple(mask.shape), chunks=mask.chunks,
         max_distance=max_distance, halo=(max(needed.values()),) * mask.ndim,
-        undecided=n_undecided, held=_Held.of(held) if keep_levels else None,
+        undecided=n_undecided,
+        held=_Held.of(held, _seeds.level_dtype(max_level, sampling)) if keep_levels else None,
         mask_name=mask_name, mask_chunks=tuple(mask.chunks), sampling=sampling,
     )
 
@@ -392,8 +402,6 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     -------
     labels : dask array of uint32 (uint64 when the seeds do not fit)
     """
-    import dask
-
     mask = _graph.as_dask(mask)
     if tuple(mask.shape) != tuple(seeds.shape):
         raise InputError(
@@ -409,9 +417,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     exact = (seeds.held is not None and seeds.mask_name == mask.name
              and tuple(mask.chunks) == seeds.mask_chunks and sampling == seeds.sampling)
     if exact:
-        # the image's largest level picks the dtype the halos travel in
-        max_level = float(seeds.max_distance) if sampling else round(seeds.max_distance ** 2)
-        source = seeds.held.source(mask.chunks, _seeds.level_dtype(max_level, sampling))
+        source = seeds.held.source(mask.chunks)
         graph = _graph.Graph("watershed", seeds.held.collection)
     else:
         (mask,) = dask.optimize(mask)  # read and threshold in one task per chunk

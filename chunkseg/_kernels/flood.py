@@ -101,7 +101,7 @@ def flood(level: np.ndarray, mask: np.ndarray, order: np.ndarray, order_labels: 
     # neighbour order as scikit-image's (raveled offsets in footprint order)
     offsets = np.array(sorted([-s for s in strides]) + sorted(strides.tolist()), dtype=np.int32)
     order = np.asarray(order, dtype=np.int64)
-    keep = mask.ravel()[order] if order.size else np.zeros(0, dtype=bool)
+    keep = mask.ravel()[order]
     order, order_labels = order[keep], np.asarray(order_labels, dtype=np.int32)[keep]
     coords = np.unravel_index(order, level.shape)
     padded_index = np.ravel_multi_index(tuple(c + 1 for c in coords), padded_shape).astype(np.int32)

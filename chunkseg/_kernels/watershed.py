@@ -87,7 +87,7 @@ def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampli
     taint = mask & (band if unproven is None else unproven | band)
     # taint is queued first, so it wins every tie; seeds follow in global-id order
     taint_flat = np.flatnonzero(taint)
-    free = ~taint.flat[seed_flat] if m else np.zeros(0, dtype=bool)
+    free = ~taint.flat[seed_flat]
     queue = np.concatenate([taint_flat, seed_flat[free]])
     queue_labels = np.concatenate([np.full(len(taint_flat), taint_id, dtype=np.int32),
                                    np.arange(1, m + 1, dtype=np.int32)[free]])
@@ -121,9 +121,7 @@ def watershed_block(block, *, start, image_shape, core, halo: int, seeds_flat, s
     for h in attempts:
         outer, inner = _crop_to_halo(block.shape, core, h)
         sub = block[outer]
-        levels = sub if exact_levels else None
-        if exact_levels:
-            sub = sub > 0
+        levels, sub = (sub, sub > 0) if exact_levels else (None, sub)
         sub_start = tuple(int(s) + o.start for s, o in zip(start, outer))
         local = all_coords - np.asarray(sub_start, dtype=np.int64)
         inside = np.all((local >= 0) & (local < np.asarray(sub.shape)), axis=1)
