@@ -7,8 +7,8 @@ import tifffile
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def real_image(name: str) -> np.ndarray:
-    """A real image from ../shared/data, as the 2D/3D grayscale array tests use."""
+def real_path(name: str) -> Path:
+    """The file of a real image in ../shared/data (the test is skipped where it is absent)."""
     paths = {
         "dsb2018": "dsb2018-stardist/img2d.tif",
         "s-biad634": "s-biad634/images/Ganglioneuroblastoma_0.tif",
@@ -23,7 +23,12 @@ def real_image(name: str) -> np.ndarray:
     path = DATA / paths[name]
     if not path.exists():
         pytest.skip(f"{path} not present")
-    image = tifffile.imread(path)
+    return path
+
+
+def real_image(name: str) -> np.ndarray:
+    """A real image from ../shared/data, as the 2D/3D grayscale array tests use."""
+    image = tifffile.imread(real_path(name))
     if name == "s-biad634":
         image = image[..., 0]
     if name == "bbbc022":

@@ -8,7 +8,7 @@ import chunkseg
 from chunkseg.io import inspect_image, is_complete, open_image, to_zarr
 
 from ._stores import write_ome_zarr, write_pyramidal_tiff
-from .conftest import real_image
+from .conftest import real_image, real_path
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +103,7 @@ def test_pyramidal_tiled_tiff_is_lazy_and_picklable(tmp_path, image):
 
 
 def test_real_3d_tiff():
-    path = __import__("tests.conftest", fromlist=["DATA"]).DATA / "idr853-3d/c5image.tif"
-    x = open_image(path)
+    x = open_image(real_path("idr853-3d"))
     assert x.shape == (124, 86, 94) and x.dtype == np.float32
 
 
