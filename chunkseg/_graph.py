@@ -69,6 +69,57 @@ def rechunk_for_depth(x: da.Array, depth: Sequence[int]) -> da.Array:
     return x.rechunk(tuple(new_chunks)) if changed else x
 
 
+def band(index: Sequence[int], grid: Sequence[int], parts: int) -> int:
+    """Which of ``parts`` contiguous raster-order bands of a chunk grid holds block ``index``.
+
+    Bands differ in size by at most one chunk; a chunk's neighbours along
+    the last axes share its band, and along the first axis they do except at
+    the ``parts - 1`` seams.
+    """
+    linear, total = 0, 1
+    for i, g in zip(index, grid):
+        linear = linear * int(g) + int(i)
+        total *= int(g)
+    return min(linear * parts // total, parts - 1)
+
+
+_LOCAL_SCHEDULERS = ("threads", "threading", "sync", "synchronous", "single-threaded")
+
+
+def placement_bands() -> int | None:
+    """In how many bands (:func:`band`) the current scheduler keeps the chunks.
+
+    1 for dask's threaded and synchronous schedulers (one memory); the
+    number of workers of a ``distributed`` client that places chunks by
+    band (:func:`chunkseg._plugin.place_by_band`); None where it is not
+    known (dask's process pool, a client without the placement): every
+    neighbour then sends only its faces.
+    """
+    import sys
+
+    import dask
+
+    scheduler = dask.config.get("scheduler", None)
+    if isinstance(scheduler, str):
+        if scheduler in _LOCAL_SCHEDULERS:
+            return 1
+        if scheduler in ("processes", "multiprocessing"):
+            return None
+    if "distributed" not in sys.modules:  # no client can exist before it is imported
+        return 1 if scheduler is None else None
+    from distributed import default_client
+
+    from ._plugin import placed_clients
+
+    try:
+        client = default_client()
+    except ValueError:
+        return 1 if scheduler is None else None
+    if client.id not in placed_clients:
+        return None
+    return max(len(client.scheduler_info()["workers"]), 1)
+
+
 def block_origins(chunks: Sequence[Sequence[int]]) -> list[np.ndarray]:
     """Start index of every chunk along each axis."""
     return [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) for c in chunks]
@@ -275,14 +326,17 @@ def on_padded(*parts, kernel: Callable, layout: dict, kwargs: dict, whole: bool 
 
 
 def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int],
-                 kind: str = "padded"):
+                 kind: str = "padded", bands: int | None = None):
     """The parts of chunk ``index`` of ``source`` padded by ``halo`` per axis.
 
     ``source`` is a dask array or a :class:`Source`. The padding stops at the
     image edges (nothing is invented there), and the halo may be larger than
     the neighbouring chunks. Neighbours contribute only their faces (one small
     task per neighbour and halo, shared by every block that needs it), so
-    between worker processes a halo moves, not whole chunks. Returns
+    between worker processes a halo moves, not whole chunks. With ``bands``
+    (:func:`placement_bands`), a neighbour in the chunk's own band is
+    used whole instead: it is in the same memory, and a face would only
+    cost a task and a copy. Returns
     ``(keys, layout, region_slices, core_slices_within_region)``; a task of
     :func:`on_padded` on ``keys`` with ``layout`` gets the padded block.
     """
@@ -297,6 +351,8 @@ def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int]
     ranges = [range(bisect.bisect_right(sp, r.start), bisect.bisect_left(st, r.stop))
               for st, sp, r in zip(starts_all, stops_all, region)]
     width = tuple(int(h) for h in halo)
+    grid = tuple(len(c) for c in src_.chunks)
+    own = None if bands is None else band(index, grid, bands)
     placements, deps = [], []
     for bi in itertools.product(*ranges):
         dst, src = [], []
@@ -306,8 +362,10 @@ def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int]
             dst.append(slice(lo - region[axis].start, hi - region[axis].start))
             src.append(slice(lo - b0, hi - b0))
         shape_bi = tuple(stops_all[a][i] - starts_all[a][i] for a, i in enumerate(bi))
-        face, src = (None, tuple(src)) if bi == index else \
-            _face_source(tuple(src), shape_bi, width)
+        if bi == index or (own is not None and band(bi, grid, bands) == own):
+            face, src = None, tuple(src)  # this memory holds it: the whole block, no copy
+        else:
+            face, src = _face_source(tuple(src), shape_bi, width)
         if face is None:
             deps.append(src_.keys(bi))
         else:
@@ -324,13 +382,13 @@ def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int]
 
 
 def padded_task(graph: Graph, kind: str, source, index, pad, func: Callable, *,
-                whole: bool = True, **kwargs):
+                whole: bool = True, bands: int | None = None, **kwargs):
     """Add ``func(chunk index padded by pad, start=..., core=..., **kwargs)`` as one task.
 
     The block is assembled inside the task (no task of its own): ``start``
     is its first pixel in the image and ``core`` the chunk's slices within it.
     """
-    deps, layout, region, inner = padded_parts(graph, source, index, pad, kind=kind)
+    deps, layout, region, inner = padded_parts(graph, source, index, pad, kind=kind, bands=bands)
     kwargs = dict(kwargs, start=tuple(r.start for r in region), core=inner)
     return graph.task(kind, tuple(index), on_padded, *deps, kernel=func, layout=layout,
                       kwargs=kwargs, whole=whole)

@@ -20,6 +20,12 @@ def _check_workers(workers) -> int | None:
     return None if workers is None else check_int("`workers`", workers)
 
 
+def _place(client) -> None:
+    from ._plugin import place_by_band
+
+    place_by_band(client)
+
+
 @contextlib.contextmanager
 def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_worker: int = 1,
               memory_limit: str | None = "auto", start_method: str | None = None):
@@ -34,6 +40,8 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
     default, which ``start_method`` or ``CHUNKSEG_START_METHOD`` can choose).
     ``"tcp://host:port"`` (or any other address): join that scheduler.
     ``"file:PATH"``: join the scheduler described by a scheduler file.
+    On a distributed scheduler, this client's chunks are placed by band
+    (:class:`chunkseg._plugin.Placement`): neighbouring chunks on one worker.
     Yields the ``distributed.Client`` (or None for threads).
     """
     workers = _check_workers(workers)
@@ -52,10 +60,12 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
                              dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
                              host="127.0.0.1") as cluster, Client(cluster) as client:
             log.info("local cluster: %d worker processes x %d thread(s)", n, threads_per_worker)
+            _place(client)
             yield client
         return
     if spec.startswith("file:"):
         with Client(scheduler_file=spec[len("file:"):]) as client:
+            _place(client)
             yield client
         return
     if "://" not in spec and ":" not in spec:
@@ -64,4 +74,5 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
         )
     with Client(spec, timeout="30s") as client:
         log.info("joined scheduler %s", spec)
+        _place(client)
         yield client

@@ -137,7 +137,9 @@ def _versions() -> dict:
 
 
 #: Tasks per chunk of each pass (counted on the graphs chunkseg builds; see test_report).
-_TASKS_PER_CHUNK = {"watershed": 10, "label": 15, "threshold": 8}
+_TASKS_PER_CHUNK = {"watershed": 7, "label": 15, "threshold": 8}
+#: Face tasks per chunk that sends its faces to another worker (one per pass).
+_FACE_TASKS = {"watershed": 2}
 #: Working bytes per pixel of the padded block in the heaviest kernel of each method.
 _BYTES_PER_PIXEL = {"watershed": 30, "label": 20, "threshold": 10}
 #: Resident memory of an idle worker process (Python, numpy, dask, numba).
@@ -203,7 +205,13 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     else:
         h, note = (0,) * image.ndim, "none needed"
     input_tasks = len(image.__dask_graph__())
-    tasks = input_tasks + _TASKS_PER_CHUNK[method] * nchunks
+    # neighbours in one memory are used whole; across the seams of the workers'
+    # bands (segment._graph.band) they send faces: about a row of chunks each side
+    bands = 1 if scheduler == "threads" else (workers or os.cpu_count() or 1) \
+        if scheduler == "processes" else None
+    row = nchunks // image.numblocks[0]
+    sending = nchunks if bands is None else min(nchunks, 2 * (bands - 1) * row)
+    tasks = input_tasks + _TASKS_PER_CHUNK[method] * nchunks + _FACE_TASKS.get(method, 0) * sending
     padded = int(np.prod([c + 2 * hh for c, hh in zip(chunks, h)]))
     nworkers = workers or (os.cpu_count() or 1)
     per_thread = padded * (_BYTES_PER_PIXEL[method] + image.dtype.itemsize)

@@ -141,12 +141,13 @@ def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampli
     """
     graph = _graph.Graph("seeds", mask)
     source = _graph.Source.of(mask)
+    bands = _graph.placement_bands()
     keys, full = [], {}
     for index in indices:
         key = _graph.padded_task(
             graph, "seed", source, index, halo, _seeds.seed_block, image_shape=mask.shape,
             min_distance=min_distance, footprint=footprint, sampling=sampling,
-            keep_levels=keep_levels,
+            keep_levels=keep_levels, bands=bands,
         )
         if keep_levels:
             full[index] = key
@@ -433,6 +434,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
     first = coords[:, 0] if n else np.empty(0, dtype=np.int64)
     order = np.argsort(first, kind="stable")
     first_sorted = first[order]
+    bands = _graph.placement_bands()
     for idx in np.ndindex(*mask.numblocks):
         region = [slice(max(source.starts[a][i] - h, 0), min(source.stops[a][i] + h, size))
                   for a, (i, h, size) in enumerate(zip(idx, outer, mask.shape))]
@@ -445,7 +447,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
         _graph.padded_task(
             graph, "labels", source, idx, outer, _watershed_task, whole=False,
             seeds_flat=seeds.flat[sel], seeds_id=ids[sel], halo=max(hs), image_shape=mask.shape,
-            sampling=sampling, block_index=idx, dtype=dtype, exact_levels=exact,
+            sampling=sampling, block_index=idx, dtype=dtype, exact_levels=exact, bands=bands,
         )
     return graph.array("labels", mask.chunks, dtype)
 
@@ -480,9 +482,10 @@ def distance_transform_edt(mask, *, sampling=None, halo: int = 64) -> da.Array:
     halo = _check_positive("halo", halo)
     graph = _graph.Graph("distance", mask)
     source = _graph.Source.of(mask)
+    bands = _graph.placement_bands()
     for idx in np.ndindex(*mask.numblocks):
         _graph.padded_task(graph, "distance", source, idx, (halo,) * mask.ndim, _distance_task,
-                           image_shape=mask.shape, sampling=sampling, block_index=idx)
+                           image_shape=mask.shape, sampling=sampling, block_index=idx, bands=bands)
     return graph.array("distance", mask.chunks, np.float64)
 
 

@@ -99,3 +99,37 @@ def test_tiff_input_on_worker_processes_keeps_task_keys_consistent(tmp_path, cap
     assert want.objects == report.objects
     np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "o.zarr").compute(),
                                   chunkseg.open_labels(tmp_path / "t.zarr").compute())
+
+
+def test_chunks_placed_by_band_keep_neighbours_on_one_worker():
+    """With placement, each chunk's kept seeds result lives on its band's worker,
+    seams alone send faces, and the labels equal the single-process ones."""
+    from chunkseg import _graph
+    from chunkseg.cluster import scheduler
+
+    image = synthetic_nuclei((480, 480), seed=5)
+    x = da.from_array(image, chunks=(120, 120))  # a 4 x 4 grid: two bands of two rows
+    with dask.config.set(scheduler="sync"):
+        want = chunkseg.segment(x, min_distance=6).compute()
+    with scheduler("processes", workers=2) as client:
+        assert _graph.placement_bands() == 2
+        workers = sorted(client.scheduler_info()["workers"])
+        mask, _ = chunkseg.foreground(x)
+        seeds = chunkseg.find_seeds(mask, min_distance=6, keep_levels=True)
+        held = seeds.held.keys
+        where = dict(client.who_has())
+        for index, key in held.items():
+            assert tuple(where[key]) == (workers[_graph.band(index, (4, 4), 2)],), index
+        labels = chunkseg.watershed(mask, seeds, min_distance=6)
+        faces = [k for k in dict(labels.__dask_graph__()) if isinstance(k, tuple)
+                 and k[0].endswith("labels-faces")]
+        assert {k[1] for k in faces} == {1, 2}  # only the rows at the seam send faces
+        np.testing.assert_array_equal(labels.compute(), want)
+
+
+def test_placement_bands_follow_the_scheduler(client):
+    from chunkseg import _graph
+
+    assert _graph.placement_bands() is None  # a client that does not place: faces everywhere
+    with dask.config.set(scheduler="threads"):
+        assert _graph.placement_bands() == 1  # one memory: neighbours are used whole

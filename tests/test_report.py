@@ -31,9 +31,11 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path, nuclei, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("method", ["watershed", "label", "threshold"])
-def test_plan_estimates_the_tasks_that_run(tmp_path, nuclei, method):
-    report = run_segment(nuclei, tmp_path / "o.zarr", method=method, progress=False)
+@pytest.mark.parametrize("method,scheduler", [("watershed", "threads"), ("label", "threads"),
+                                              ("threshold", "threads"), ("watershed", "processes")])
+def test_plan_estimates_the_tasks_that_run(tmp_path, nuclei, method, scheduler):
+    report = run_segment(nuclei, tmp_path / "o.zarr", method=method, progress=False,
+                         scheduler=scheduler, workers=2)
     plan = report.plan
     assert plan.chunk_count == 16
     assert report.tasks > 0

@@ -246,3 +246,42 @@ def test_seeds_settled_globally_match_on_dense_plateaus():
     seeds = chunkseg.find_seeds(da.from_array(mask, chunks=100), min_distance=10)
     assert seeds.undecided > 1000
     np.testing.assert_array_equal(seeds.flat, flat)
+
+
+@pytest.mark.parametrize("bands", [None, 1, 2, 3])
+def test_padded_blocks_are_the_same_with_faces_or_whole_neighbours(bands):
+    from chunkseg import _graph
+
+    rng = np.random.default_rng(3)
+    x = da.from_array(rng.integers(0, 255, (50, 61, 17), dtype=np.uint8), chunks=(11, 20, 9))
+    graph = _graph.Graph("t", x)
+    halo = (7, 25, 4)
+    keys = {}
+    for idx in np.ndindex(*x.numblocks):
+        keys[idx] = _graph.padded_task(graph, "p", x, idx, halo, lambda b, **kw: (b, kw["start"]),
+                                       bands=bands)
+    out = graph.compute(list(keys.values()))
+    data = x.compute()
+    origins = _graph.block_origins(x.chunks)
+    for (block, start), idx in zip(out, keys):
+        region = tuple(slice(max(int(o[i]) - h, 0), min(int(o[i]) + c[i] + h, n))
+                       for o, c, i, h, n in zip(origins, x.chunks, idx, halo, x.shape))
+        assert tuple(start) == tuple(r.start for r in region)
+        np.testing.assert_array_equal(block, data[region])
+    faces = [k for k in graph.dsk if k[0].endswith("-faces")]
+    if bands == 1:
+        assert not faces  # one memory: neighbours are used whole
+    elif bands is None:
+        assert faces
+
+
+@pytest.mark.parametrize("grid,parts", [((8, 8), 2), ((5, 3), 4), ((1, 7), 3), ((3, 4, 5), 7), ((2,), 5)])
+def test_bands_are_contiguous_and_even(grid, parts):
+    from chunkseg import _graph
+
+    bands = [_graph.band(idx, grid, parts) for idx in np.ndindex(*grid)]  # raster order
+    assert bands == sorted(bands)  # contiguous in raster order
+    sizes = np.bincount(bands, minlength=parts)
+    n = int(np.prod(grid))
+    assert sizes.max() - sizes[sizes > 0].min() <= 1 and sizes.sum() == n
+    assert (sizes > 0).sum() == min(parts, n)
