@@ -173,7 +173,7 @@ def _add_segment_options(p) -> None:
     p.add_argument("--threads-per-worker", type=int, default=1,
                    help="threads of each worker process (--scheduler processes; default 1)")
     p.add_argument("--memory-limit", default="auto",
-                   help="memory limit of each worker process, e.g. 4GB (default auto)")
+                   help="memory limit of each worker process, e.g. 4GB (default auto: the machine shared equally)")
     p.add_argument("--scheduler-file", default=None, metavar="FILE",
                    help="join the scheduler described by this file (dask-jobqueue, dask-mpi)")
     p.add_argument("--resume", action="store_true",

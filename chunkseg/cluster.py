@@ -33,7 +33,8 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
 
     ``"threads"``: dask's threaded scheduler (``workers`` threads).
     ``"processes"``: a ``distributed.LocalCluster`` of ``workers`` processes
-    with ``threads_per_worker`` threads each, its dashboard on 127.0.0.1 only.
+    with ``threads_per_worker`` threads each, its dashboard on 127.0.0.1 only;
+    ``memory_limit="auto"`` gives each worker an equal share of the machine.
     Where the platform has it, the workers are forked from this process
     (``start_method="fork"``): they start in 0.1 s with chunkseg already
     imported, instead of 1 s for a fresh interpreter (``"spawn"``, dask's
@@ -55,6 +56,13 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
         n = workers or os.cpu_count() or 1
         method = start_method or os.environ.get("CHUNKSEG_START_METHOD") or (
             "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        if memory_limit == "auto":
+            # the machine (or its container limit) shared by this run's workers;
+            # distributed's own "auto" gives a worker only its share of the cores'
+            # memory, half the machine for one single-threaded worker on two cores
+            from distributed.system import MEMORY_LIMIT
+
+            memory_limit = MEMORY_LIMIT // n
         with dask.config.set({"distributed.worker.multiprocessing-method": method}), \
                 LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
                              dashboard_address="127.0.0.1:0", memory_limit=memory_limit,

@@ -133,3 +133,16 @@ def test_placement_bands_follow_the_scheduler(client):
     assert _graph.placement_bands() is None  # a client that does not place: faces everywhere
     with dask.config.set(scheduler="threads"):
         assert _graph.placement_bands() == 1  # one memory: neighbours are used whole
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_workers_share_the_machine_memory(workers):
+    """``memory_limit="auto"``: the machine split equally, so one worker has all of it
+    (distributed's own auto gave one single-threaded worker half of a 2-core machine)."""
+    from distributed.system import MEMORY_LIMIT
+
+    from chunkseg.cluster import scheduler
+
+    with scheduler("processes", workers=workers) as client:
+        limits = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]
+    assert limits == [MEMORY_LIMIT // workers] * workers
