@@ -875,6 +875,21 @@ def _write_block(block, *, array, region, marker, piece=None):
     return None if piece is None else _piece(block, **piece)
 
 
+def _make_and_write_block(*values, make, **kwargs):
+    """Compute a block (``make(*values)``, the task that made it) and write it."""
+    return _write_block(make(*values), **kwargs)
+
+
+def _inlinable(x: da.Array, key):
+    """The task ``(func, *dependency keys)`` that makes block ``key`` of ``x``, when it is one
+    (the hand-built graphs of chunkseg._graph), else None."""
+    layer = x.dask.layers.get(x.name) if hasattr(x.dask, "layers") else None
+    task = None if layer is None else layer.get(key)
+    if isinstance(task, tuple) and task and callable(task[0]) and not isinstance(task[0], type):
+        return task
+    return None
+
+
 def _level_block(*pieces, region, dtype):
     """One chunk of a pyramid level, assembled from the pieces of the level above."""
     out = np.zeros(tuple(r.stop - r.start for r in region), dtype=dtype)
@@ -904,7 +919,8 @@ def _children(index, chunks, step, shape_above, chunks_above):
             for pick in np.ndindex(*[len(r) for r in ranges])]
 
 
-def store_blocks(x: da.Array, array, path, *, skip=frozenset(), pyramid: bool = False):
+def store_blocks(x: da.Array, array, path, *, skip=frozenset(), pyramid: bool = False,
+                 fuse: bool = False):
     """Delayed write of every block of ``x`` not in ``skip``, each marked done once written.
 
     Workers write straight to the store; a marker file per block (written
@@ -912,6 +928,9 @@ def store_blocks(x: da.Array, array, path, *, skip=frozenset(), pyramid: bool = 
     ``pyramid``, the levels 1, 2... of the label group are written in the
     same graph from the blocks as they are written (each level chunk from
     the kept pixels of the chunks above it), so the labels are never read back.
+    ``fuse``: nothing else uses the blocks of ``x``, so a block made by a
+    plain task (the watershed's) is made by its write task: one task a chunk
+    fewer, and the block never sits in worker memory between two tasks.
     """
     from . import _graph
 
@@ -935,8 +954,14 @@ def store_blocks(x: da.Array, array, path, *, skip=frozenset(), pyramid: bool = 
             continue
         region = _graph.chunk_slices(x.chunks, idx)
         piece = {"origin": tuple(r.start for r in region), "step": steps[0]} if levels else None
-        writes.append(g.task("write", idx, _write_block, (x.name, *idx), array=array,
-                             region=region, marker=str(folder / _block_name(idx)), piece=piece))
+        marker = str(folder / _block_name(idx))
+        made = _inlinable(x, (x.name, *idx)) if fuse else None
+        if made is not None:
+            writes.append(g.task("write", idx, _make_and_write_block, *made[1:], make=made[0],
+                                 array=array, region=region, marker=marker, piece=piece))
+        else:
+            writes.append(g.task("write", idx, _write_block, (x.name, *idx), array=array,
+                                 region=region, marker=marker, piece=piece))
     above = array
     for level, target in enumerate(levels, start=1):
         grid = tuple(-(-n // c) for n, c in zip(target.shape, target.chunks))

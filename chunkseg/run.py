@@ -137,7 +137,7 @@ def _versions() -> dict:
 
 
 #: Tasks per chunk of each pass (counted on the graphs chunkseg builds; see test_report).
-_TASKS_PER_CHUNK = {"watershed": 7, "label": 15, "threshold": 8}
+_TASKS_PER_CHUNK = {"watershed": 6, "label": 15, "threshold": 8}
 #: Face tasks per chunk that sends its faces to another worker (one per pass).
 _FACE_TASKS = {"watershed": 2}
 #: Working bytes per pixel of the padded block in the heaviest kernel of each method.
@@ -430,9 +430,11 @@ def _run(image, output, *, info, axes, method, threshold, smooth, background, cl
             array = _io.label_array(output)
             done = _io.done_blocks(output)
         # a fresh run writes the pyramid in the same graph; a resumed one rebuilds it after
-        store = _io.store_blocks(labels, array, output, skip=done, pyramid=not done)
         extra = [x for x in (count_delayed, parts) if x is not None]
         measure_now = table is not None and not done
+        # labels used by nothing but their writes: each made inside its write task
+        store = _io.store_blocks(labels, array, output, skip=done, pyramid=not done,
+                                 fuse=not extra and not measure_now)
         if measure_now:  # measured from the same label blocks as they are written
             mg, roots = _measure.measure_graph(labels, image.rechunk(labels.chunks))
             extra += [mg.delayed(k) for k in roots]

@@ -185,3 +185,32 @@ def test_pyramid_written_with_the_labels_equals_strided_labels(tmp_path, shape, 
         want = labels[..., ::stride, ::stride]
         np.testing.assert_array_equal(group[str(level)][:], want, err_msg=f"level {level}")
         stride *= 2 if levels is None else 3
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_watershed_blocks_made_inside_their_write_tasks(tmp_path, fuse):
+    """``fuse``: each watershed block is made by the task that writes it (one task a
+    chunk fewer); the written labels and the pyramid are the same either way."""
+    import dask
+    import dask.array as da
+    from dask.callbacks import Callback
+
+    import chunkseg
+    from chunkseg.datasets import synthetic_nuclei
+    from chunkseg.io import create_labels, store_blocks
+
+    x = da.from_array(synthetic_nuclei((300, 340), seed=4), chunks=(100, 120))
+    with dask.config.set(scheduler="threads"):
+        labels = chunkseg.segment(x, min_distance=6)
+        want = labels.compute()
+        out = tmp_path / "l.zarr"
+        array = create_labels(out, shape=labels.shape, chunks=(100, 120), dtype=labels.dtype,
+                              axes="yx")
+        store = store_blocks(labels, array, out, pyramid=True, fuse=fuse)
+        ran = []
+        with Callback(pretask=lambda key, dsk, state: ran.append(key)):
+            store.compute()
+    made_apart = [k for k in ran if isinstance(k, tuple) and k[0] == labels.name]
+    assert bool(made_apart) is not fuse
+    np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["0"][:], want)
+    np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["1"][:], want[::2, ::2])
