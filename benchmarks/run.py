@@ -222,15 +222,17 @@ def case_label3d(quick, repeat):
 def case_scaling(quick, repeat):
     """End-to-end chunkseg segment with one and with two worker processes (issue: >= 1.8x).
 
-    Two sizes: start-up (interpreter, imports, about 0.9 s here) and the
-    global steps do not parallelise, so the ratio grows with the work.
+    Three sizes: start-up (interpreter, imports, about 0.9 s here) and the
+    global steps do not parallelise, so the ratio grows with the work. The
+    largest (32768^2, about 90 s with one worker) runs once.
     """
     rows = []
-    for n in ([4096] if quick else [8192, 16384]):
+    for n in ([4096] if quick else [8192, 16384, 32768]):
         path = _input((n, n), (1024, 1024))
         px = float(n * n)
-        one = _median_run(["chunkseg_segment", path, OUT / "sc1.zarr", 7, "processes", 1], repeat)
-        two = _median_run(["chunkseg_segment", path, OUT / "sc2.zarr", 7, "processes", 2], repeat)
+        times = 1 if n > 16384 else repeat
+        one = _median_run(["chunkseg_segment", path, OUT / "sc1.zarr", 7, "processes", 1], times)
+        two = _median_run(["chunkseg_segment", path, OUT / "sc2.zarr", 7, "processes", 2], times)
         label = f"scaling watershed {n}x{n}"
         rows += [_row(label, "chunkseg (1 worker process)", one, one, px, "reference: 1 process"),
                  _row(label, "chunkseg (2 worker processes)", two, one, px,
