@@ -109,9 +109,13 @@ placed_clients: set = set()  # ids of the clients whose graphs are placed by ban
 
 
 def place_by_band(client) -> bool:
-    """Register :class:`Placement` for ``client``'s graphs; False where the scheduler refuses it."""
+    """Register :class:`Placement` for ``client``'s graphs; False where the scheduler refuses it.
+
+    The plugin is named after the client, so several chunkseg clients of one
+    scheduler each keep theirs; :func:`stop_placing` removes it.
+    """
     try:
-        client.register_plugin(Placement(client.id), name=Placement.name)
+        client.register_plugin(Placement(client.id), name=f"{Placement.name}-{client.id}")
     except Exception as exc:  # e.g. a remote scheduler without chunkseg installed
         import logging
 
@@ -121,3 +125,13 @@ def place_by_band(client) -> bool:
         return False
     placed_clients.add(client.id)
     return True
+
+
+def stop_placing(client) -> None:
+    """Remove ``client``'s placement plugin (a scheduler that outlives the run keeps none)."""
+    if client.id in placed_clients:
+        placed_clients.discard(client.id)
+        try:
+            client.unregister_scheduler_plugin(f"{Placement.name}-{client.id}")
+        except Exception:  # the scheduler is gone already: nothing to remove
+            pass

@@ -20,10 +20,16 @@ def _check_workers(workers) -> int | None:
     return None if workers is None else check_int("`workers`", workers)
 
 
-def _place(client) -> None:
-    from ._plugin import place_by_band
+@contextlib.contextmanager
+def _placed(client):
+    """Chunks placed by band (:class:`chunkseg._plugin.Placement`) while the run lasts."""
+    from ._plugin import place_by_band, stop_placing
 
     place_by_band(client)
+    try:
+        yield client
+    finally:
+        stop_placing(client)
 
 
 @contextlib.contextmanager
@@ -66,21 +72,19 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
         with dask.config.set({"distributed.worker.multiprocessing-method": method}), \
                 LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
                              dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
-                             host="127.0.0.1") as cluster, Client(cluster) as client:
+                             host="127.0.0.1") as cluster, Client(cluster) as client, \
+                _placed(client):
             log.info("local cluster: %d worker processes x %d thread(s)", n, threads_per_worker)
-            _place(client)
             yield client
         return
     if spec.startswith("file:"):
-        with Client(scheduler_file=spec[len("file:"):]) as client:
-            _place(client)
+        with Client(scheduler_file=spec[len("file:"):]) as client, _placed(client):
             yield client
         return
     if "://" not in spec and ":" not in spec:
         raise ValueError(
             f"unknown scheduler {spec!r}; use threads, processes, tcp://HOST:PORT or file:PATH"
         )
-    with Client(spec, timeout="30s") as client:
+    with Client(spec, timeout="30s") as client, _placed(client):
         log.info("joined scheduler %s", spec)
-        _place(client)
         yield client

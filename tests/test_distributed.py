@@ -79,6 +79,10 @@ def test_cli_on_a_remote_scheduler_equals_threads(tmp_path, remote_scheduler, ca
     t = chunkseg.threshold_otsu(image)
     np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "f.zarr").compute(),
                                   ndi.label(image > t)[0])
+    # each run placed its chunks by band and took its scheduler plugin away again
+    with Client(address) as c:
+        left = c.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.plugins))
+    assert not [name for name in left if name.startswith("chunkseg-placement")], left
 
 
 def test_tiff_input_on_worker_processes_keeps_task_keys_consistent(tmp_path, caplog):
