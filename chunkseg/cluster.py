@@ -25,7 +25,8 @@ def _placed(client):
     """Chunks placed by band (:class:`chunkseg._plugin.Placement`) while the run lasts."""
     from ._plugin import place_by_band, stop_placing
 
-    place_by_band(client)
+    if dask.config.get("chunkseg.placement", True):  # off: dask places every task itself
+        place_by_band(client)
     try:
         yield client
     finally:
@@ -48,7 +49,9 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
     ``"tcp://host:port"`` (or any other address): join that scheduler.
     ``"file:PATH"``: join the scheduler described by a scheduler file.
     On a distributed scheduler, this client's chunks are placed by band
-    (:class:`chunkseg._plugin.Placement`): neighbouring chunks on one worker.
+    (:class:`chunkseg._plugin.Placement`): neighbouring chunks on one worker;
+    the dask config ``chunkseg.placement: false`` (or the environment
+    variable ``DASK_CHUNKSEG__PLACEMENT=False``) turns that off.
     Yields the ``distributed.Client`` (or None for threads).
     """
     workers = _check_workers(workers)

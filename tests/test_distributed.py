@@ -150,3 +150,18 @@ def test_local_workers_share_the_machine_memory(workers):
     with scheduler("processes", workers=workers) as client:
         limits = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]
     assert limits == [MEMORY_LIMIT // workers] * workers
+
+
+def test_placement_can_be_turned_off():
+    """``chunkseg.placement: false``: no plugin, every neighbour sends faces, same labels."""
+    from chunkseg import _graph
+    from chunkseg.cluster import scheduler
+
+    x = da.from_array(synthetic_nuclei((240, 240), seed=2), chunks=(80, 80))
+    with dask.config.set(scheduler="sync"):
+        want = chunkseg.segment(x, min_distance=6).compute()
+    with dask.config.set({"chunkseg.placement": False}), scheduler("processes", workers=2) as c:
+        assert _graph.placement_bands() is None
+        plugins = c.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.plugins))
+        assert not [p for p in plugins if p.startswith("chunkseg-placement")]
+        np.testing.assert_array_equal(chunkseg.segment(x, min_distance=6).compute(), want)
