@@ -361,10 +361,10 @@ def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int]
             lo, hi = max(b0, region[axis].start), min(b1, region[axis].stop)
             dst.append(slice(lo - region[axis].start, hi - region[axis].start))
             src.append(slice(lo - b0, hi - b0))
-        shape_bi = tuple(stops_all[a][i] - starts_all[a][i] for a, i in enumerate(bi))
         if bi == index or (own is not None and band(bi, grid, bands) == own):
             face, src = None, tuple(src)  # this memory holds it: the whole block, no copy
         else:
+            shape_bi = tuple(stops_all[a][i] - starts_all[a][i] for a, i in enumerate(bi))
             face, src = _face_source(tuple(src), shape_bi, width)
         if face is None:
             deps.append(src_.keys(bi))

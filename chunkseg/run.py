@@ -206,9 +206,14 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
         h, note = (0,) * image.ndim, "none needed"
     input_tasks = len(image.__dask_graph__())
     # neighbours in one memory are used whole; across the seams of the workers'
-    # bands (segment._graph.band) they send faces: about a row of chunks each side
-    bands = 1 if scheduler == "threads" else (workers or os.cpu_count() or 1) \
-        if scheduler == "processes" else None
+    # bands (chunkseg._graph.band) they send faces: about a row of chunks each
+    # side; without placement (chunkseg.placement: false) every chunk sends them
+    if scheduler == "threads":
+        bands = 1
+    elif scheduler == "processes" and dask.config.get("chunkseg.placement", True):
+        bands = workers or os.cpu_count() or 1
+    else:
+        bands = None
     row = nchunks // image.numblocks[0]
     sending = nchunks if bands is None else min(nchunks, 2 * (bands - 1) * row)
     tasks = input_tasks + _TASKS_PER_CHUNK[method] * nchunks + _FACE_TASKS.get(method, 0) * sending

@@ -42,6 +42,21 @@ def test_plan_estimates_the_tasks_that_run(tmp_path, nuclei, method, scheduler):
     assert abs(plan.tasks - report.tasks) <= 0.25 * report.tasks, (plan.tasks, report.tasks)
 
 
+def test_plan_counts_face_tasks_for_every_chunk_without_placement(tmp_path, nuclei):
+    """Unplaced, every chunk sends faces: more tasks run, and the plan says so."""
+    import dask
+
+    runs = {}
+    for placement in (True, False):
+        with dask.config.set({"chunkseg.placement": placement}):
+            runs[placement] = run_segment(nuclei, tmp_path / f"{placement}.zarr", progress=False,
+                                          scheduler="processes", workers=2)
+    assert runs[False].tasks > runs[True].tasks
+    assert runs[False].plan.tasks > runs[True].plan.tasks
+    for r in runs.values():
+        assert abs(r.plan.tasks - r.tasks) <= 0.25 * r.tasks, (r.plan.tasks, r.tasks)
+
+
 def test_distances_kept_or_recomputed_by_memory_budget(tmp_path, nuclei, monkeypatch):
     """A run keeps pass 1's distances when they fit the budget, else recomputes them:
     the plan and the report say which, and the labels are the same."""
