@@ -30,12 +30,15 @@ def _block_partial(block: np.ndarray, *, func: Callable, ndim: int, kwargs: dict
 
 def summed_partials(
     x: da.Array, func: Callable, size: int, dtype, *, kwargs: dict | None = None,
-    split_every: int = 8,
+    split_every: int = 64,
 ) -> da.Array:
     """Sum of ``func(block, **kwargs)`` (a 1-D array of ``size``) over all blocks.
 
     Each block yields a small partial; the partials are added in a tree
-    (``split_every`` at a time), so no task ever holds more than a few of them.
+    (about ``split_every`` at a time), so no task holds more than that many:
+    at most 32 MB for 65536-bin histograms. With dask's default of 8 (2x2
+    per task on a 2D grid) a 16x16 grid took 84 adding tasks; now 5, and
+    each task costs about 2 ms of scheduling on a cluster.
     """
     kernel = functools.partial(_block_partial, func=func, ndim=x.ndim, kwargs=kwargs or {})
     chunks = tuple((1,) * len(c) for c in x.chunks) + ((size,),)

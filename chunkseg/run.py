@@ -137,9 +137,11 @@ def _versions() -> dict:
 
 
 #: Tasks per chunk of each pass (counted on the graphs chunkseg builds; see test_report).
-_TASKS_PER_CHUNK = {"watershed": 6, "label": 15, "threshold": 8}
+_TASKS_PER_CHUNK = {"watershed": 4, "label": 13, "threshold": 6}
 #: Face tasks per chunk that sends its faces to another worker (one per pass).
 _FACE_TASKS = {"watershed": 2}
+#: Tasks per chunk where chunks are not kept by band (one summary of kept seeds each).
+_UNPLACED_TASKS = {"watershed": 1}
 #: Working bytes per pixel of the padded block in the heaviest kernel of each method.
 _BYTES_PER_PIXEL = {"watershed": 30, "label": 20, "threshold": 10}
 #: Resident memory of an idle worker process (Python, numpy, dask, numba).
@@ -217,6 +219,8 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     row = nchunks // image.numblocks[0]
     sending = nchunks if bands is None else min(nchunks, 2 * (bands - 1) * row)
     tasks = input_tasks + _TASKS_PER_CHUNK[method] * nchunks + _FACE_TASKS.get(method, 0) * sending
+    if bands is None:
+        tasks += _UNPLACED_TASKS.get(method, 0) * nchunks
     padded = int(np.prod([c + 2 * hh for c, hh in zip(chunks, h)]))
     nworkers = workers or (os.cpu_count() or 1)
     per_thread = padded * (_BYTES_PER_PIXEL[method] + image.dtype.itemsize)

@@ -149,19 +149,31 @@ def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampli
             min_distance=min_distance, footprint=footprint, sampling=sampling,
             keep_levels=keep_levels, bands=bands,
         )
-        if keep_levels:
-            full[index] = key
-            key = graph.task("summary", index, _without_levels, key)
-        keys.append(key)
+        full[index] = key
     if not keep_levels:
-        return graph.compute(keys), {}
+        return graph.compute(list(full.values())), {}
+    # the summaries (results without their levels) come back; the levels stay.
+    # Where the chunks are kept by band, one task per band collects them (it
+    # runs where its band's results are); elsewhere one task per chunk, so
+    # no levels move to a collecting worker.
+    if bands is None:
+        groups = [[index] for index in indices]
+    else:
+        by_band: dict = {}
+        for index in indices:
+            by_band.setdefault(_graph.band(index, mask.numblocks, bands), []).append(index)
+        groups = [by_band[b] for b in sorted(by_band)]
+    for g, members in enumerate(groups):
+        keys.append(graph.task("summaries", (g,), _summaries, *[full[i] for i in members]))
     persisted = dask.persist(*[graph.delayed(k) for k in list(full.values()) + keys])
-    out = dask.compute(*persisted[len(full):])
-    return out, dict(zip(full, persisted))
+    collected = dask.compute(*persisted[len(full):])
+    summary = {i: r for members, rs in zip(groups, collected) for i, r in zip(members, rs)}
+    return [summary[i] for i in indices], dict(zip(full, persisted))
 
 
-def _without_levels(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k != "levels"}
+def _summaries(*results: dict) -> list:
+    """Each result without its levels."""
+    return [{k: v for k, v in r.items() if k != "levels"} for r in results]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -108,6 +108,8 @@ def test_tiff_input_on_worker_processes_keeps_task_keys_consistent(tmp_path, cap
 def test_chunks_placed_by_band_keep_neighbours_on_one_worker():
     """With placement, each chunk's kept seeds result lives on its band's worker,
     seams alone send faces, and the labels equal the single-process ones."""
+    from distributed import get_task_stream
+
     from chunkseg import _graph
     from chunkseg.cluster import scheduler
 
@@ -119,11 +121,16 @@ def test_chunks_placed_by_band_keep_neighbours_on_one_worker():
         assert _graph.placement_bands() == 2
         workers = sorted(client.scheduler_info()["workers"])
         mask, _ = chunkseg.foreground(x)
-        seeds = chunkseg.find_seeds(mask, min_distance=6, keep_levels=True)
+        with get_task_stream(client) as stream:
+            seeds = chunkseg.find_seeds(mask, min_distance=6, keep_levels=True)
         held = seeds.held.keys
         where = dict(client.who_has())
         for index, key in held.items():
             assert tuple(where[key]) == (workers[_graph.band(index, (4, 4), 2)],), index
+        # the summaries come back in one task per band, run where the band is
+        collected = {t["key"][1:]: t["worker"] for t in stream.data
+                     if t["key"][0].endswith("-summaries")}
+        assert collected == {(0,): workers[0], (1,): workers[1]}
         labels = chunkseg.watershed(mask, seeds, min_distance=6)
         faces = [k for k in dict(labels.__dask_graph__()) if isinstance(k, tuple)
                  and k[0].endswith("labels-faces")]
