@@ -20,6 +20,21 @@ def _check_workers(workers) -> int | None:
     return None if workers is None else check_int("`workers`", workers)
 
 
+class _ReturnedToClient(logging.Filter):
+    """Drops a worker's "Compute Failed" record: the task's error goes back to the
+    client, which raises it (the CLI prints it as one line), so the worker's
+    copy with its traceback would only repeat it."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("Compute Failed")
+
+
+def _quiet_task_errors() -> None:
+    logger = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _ReturnedToClient) for f in logger.filters):
+        logger.addFilter(_ReturnedToClient())
+
+
 @contextlib.contextmanager
 def _placed(client):
     """Chunks placed by band (:class:`chunkseg._plugin.Placement`) while the run lasts."""
@@ -78,6 +93,7 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
                              host="127.0.0.1") as cluster, Client(cluster) as client, \
                 _placed(client):
             log.info("local cluster: %d worker processes x %d thread(s)", n, threads_per_worker)
+            client.run(_quiet_task_errors)  # this run's own workers only
             yield client
         return
     if spec.startswith("file:"):

@@ -27,10 +27,12 @@ from .segment import (
     _check_sampling,
     check_classes,
     classify,
+    _foreground,
     find_seeds,
     foreground,
     fractions,
     remove_small,
+    threshold_value,
     watershed,
 )
 from .stitch import label_with_count
@@ -388,8 +390,12 @@ def _run(image, output, *, info, axes, method, threshold, smooth, background, cl
             mask, _ = foreground(image, tval, smooth=smooth, background=background)
             nclasses = 2
         else:
-            mask, tval = foreground(image, threshold, smooth=smooth, background=background)
+            # pending: the seed pass is submitted behind the histogram, no round trip between
+            mask, tval = _foreground(image, threshold, smooth, background,
+                                     pending=method == "watershed")
             nclasses = 2
+        # a pending threshold is computed on the cluster while the seed pass waits for
+        # it: then its time counts in "seeds"
         timings["threshold"] = time.perf_counter() - t
         t = time.perf_counter()
         if method == "watershed":
@@ -418,6 +424,7 @@ def _run(image, output, *, info, axes, method, threshold, smooth, background, cl
             labels = remove_small(labels, min_size, count)
             count = None  # known once written
             count_delayed = None
+        tval = threshold_value(tval)
         dtype = labels.dtype
         t = time.perf_counter()
         out_chunks = tuple(params["chunks"])

@@ -553,16 +553,32 @@ def foreground(image, threshold="otsu", *, smooth=None, background=None):
     method name, a number, a callable, or ``"local:BLOCK[:OFFSET[:METHOD]]"``
     (then ``t`` is that spec and the mask is ``image > threshold_local(...)``).
     """
+    return _foreground(image, threshold, smooth, background, pending=False)
+
+
+def _foreground(image, threshold, smooth, background, *, pending: bool):
+    """:func:`foreground`; with ``pending``, a histogram method's threshold may come
+    back still being computed: a persisted 0-d dask array (see
+    :func:`chunkseg.threshold.pending_threshold`; :func:`threshold_value` reads it)."""
     from .filters import parse_threshold
-    from .threshold import threshold_local
+    from .threshold import pending_threshold, threshold_local
 
     spec = parse_threshold(threshold)
     x = _filtered_image(image, smooth, background)
     if isinstance(spec, tuple):
         _, block, offset, method = spec
         return x > threshold_local(x, block, method, offset=offset), spec
-    t = resolve_threshold(x, spec)
+    t = pending_threshold(x, spec) if pending and isinstance(spec, str) else None
+    if t is not None:
+        (t,) = dask.persist(t)  # on a cluster: returns at once, computed there
+    else:
+        t = resolve_threshold(x, spec)
     return x > t, t
+
+
+def threshold_value(t):
+    """The number of a threshold from :func:`_foreground` (waits for a pending one)."""
+    return t.compute()[()] if isinstance(t, da.Array) else t
 
 
 def classify(image, *, classes: int = 3, smooth=None, background=None, nbins: int = 256):
@@ -649,7 +665,8 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
     check_classes(method, threshold, classes)
     if method == "threshold" and threshold == "multiotsu":
         return classify(image, classes=classes or 3, smooth=smooth, background=background)[0]
-    mask, _ = foreground(image, threshold, smooth=smooth, background=background)
+    # a pending threshold: on a cluster the seed pass is queued behind the histogram
+    mask, _ = _foreground(image, threshold, smooth, background, pending=True)
     if method == "threshold":
         return mask.astype(np.uint8)
     if method == "label":

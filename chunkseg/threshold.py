@@ -44,7 +44,19 @@ log = logging.getLogger(__name__)
 MAX_INTEGER_BINS = 2**25
 
 
+class _Counted:
+    """An 8- or 16-bit image known by its exact histogram over its dtype's range
+    (what :func:`range_and_histogram` computes first): the histogram methods
+    run on it inside a task, see :func:`pending_threshold`."""
+
+    def __init__(self, full: np.ndarray, dtype):
+        self.full = full
+        self.dtype = np.dtype(dtype)
+
+
 def _prepare(image) -> da.Array:
+    if isinstance(image, _Counted):
+        return image
     x = _graph.as_dask(image)
     check_image_array(x.shape, x.dtype)
     check_numeric_for_threshold(x.dtype)
@@ -134,10 +146,7 @@ def range_and_histogram(image, nbins: int = 256):
     x = _prepare(image)
     if x.dtype.kind in "iu" and x.dtype.itemsize <= 2:
         info = np.iinfo(x.dtype)
-        length = int(info.max) - int(info.min) + 1
-        full = _graph.summed_partials(
-            x, _hk.bincount, length, np.int64, kwargs={"offset": int(info.min), "length": length}
-        ).compute()
+        full = x.full if isinstance(x, _Counted) else _full_histogram(x).compute()
         present = np.flatnonzero(full)
         first, last = int(present[0]), int(present[-1])
         lo, hi = x.dtype.type(first + int(info.min)), x.dtype.type(last + int(info.min))
@@ -149,6 +158,45 @@ def range_and_histogram(image, nbins: int = 256):
         return lo, hi, None, None
     counts, centers = image_histogram(x, nbins, value_range=(lo, hi))
     return lo, hi, counts, centers
+
+
+def _full_histogram(x: da.Array) -> da.Array:
+    """Lazy exact counts of every value of an 8- or 16-bit integer image's dtype."""
+    info = np.iinfo(x.dtype)
+    length = int(info.max) - int(info.min) + 1
+    return _graph.summed_partials(
+        x, _hk.bincount, length, np.int64, kwargs={"offset": int(info.min), "length": length}
+    )
+
+
+#: Methods whose value on an 8- or 16-bit image is a function of its histogram alone.
+_FROM_HISTOGRAM = ("otsu", "yen", "isodata", "minimum", "li", "triangle", "mean")
+
+
+def pending_threshold(image, method: str):
+    """The threshold ``method`` of ``image`` as a lazy 0-d dask array, or None.
+
+    For 8- and 16-bit integer images and the methods of one histogram pass
+    (otsu, yen, isodata, minimum, li, triangle, mean), the value is computed
+    from the histogram inside a task, so the work that depends on it can be
+    submitted before it is known: on a cluster the seed pass then starts as
+    the histogram ends, without a round trip through this process (0.25 s
+    idle on two workers, 16384^2). None for other images and methods: use
+    :func:`threshold`. The value equals :func:`threshold`'s.
+    """
+    x = _prepare(image)
+    if method not in _FROM_HISTOGRAM or not (x.dtype.kind in "iu" and x.dtype.itemsize <= 2):
+        return None
+    full = _full_histogram(x)
+    # declared float64 (it holds every threshold of these images exactly); the
+    # value keeps the type the method returns
+    return full.map_blocks(_threshold_of_counts, method=method, image_dtype=x.dtype,
+                           drop_axis=0, chunks=(), dtype=np.float64,
+                           meta=np.empty((), dtype=np.float64))
+
+
+def _threshold_of_counts(full: np.ndarray, *, method: str, image_dtype) -> np.ndarray:
+    return np.asarray(threshold(_Counted(full, image_dtype), method))
 
 
 def _histogram_method(skimage_func: Callable, image, nbins, hist, *, normalize=False, **kwargs):

@@ -166,6 +166,25 @@ def test_segment_bad_inputs(capsys, tmp_path):
     assert not (tmp_path / "o.zarr").exists()
 
 
+def test_threshold_failing_on_worker_processes_is_one_line(tmp_path):
+    """The threshold is computed on the workers there; its error is still one line
+    (the workers' own copy with a traceback is not printed), and no output is left.
+    A real CLI process: the workers write to its stderr."""
+    import subprocess
+    import sys
+
+    flat = (np.arange(256 * 256) % 256).astype(np.uint8).reshape(256, 256)  # no two maxima
+    zarr.create_array(str(tmp_path / "flat.zarr"), data=flat, chunks=(128, 128))
+    run = subprocess.run([sys.executable, "-m", "chunkseg", "segment", str(tmp_path / "flat.zarr"),
+                          str(tmp_path / "o.zarr"), "--threshold", "minimum",
+                          "--scheduler", "processes", "--workers", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "chunkseg: error: threshold_minimum: Unable to find two maxima in histogram"], run.stderr
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_segment_no_foreground_warns_and_writes_empty(capsys, tmp_path):
     # zarr-python stores no chunk of an all-zero array: missing chunks stop a run unless
     # they are to be read as the fill value

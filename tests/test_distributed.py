@@ -39,6 +39,42 @@ def test_thresholds_on_worker_processes(client):
     assert chunkseg.threshold_li(x) == skimage.filters.threshold_li(image)
 
 
+def test_seed_pass_is_queued_before_the_threshold_is_known(client):
+    """On a cluster the Otsu threshold of an 8-bit image is computed there: the
+    mask (and the seed pass on it) is built while the histogram is still held
+    back, and the labels are those of the single-process run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed import Event
+
+    from chunkseg.segment import _foreground, threshold_value
+
+    image = synthetic_nuclei((240, 240), seed=4)
+    with dask.config.set(scheduler="sync"):
+        want = chunkseg.segment(da.from_array(image, chunks=80), min_distance=6).compute()
+    go = Event("chunkseg-test-histogram", client=client)
+
+    def held(block):
+        from distributed import Event
+
+        Event("chunkseg-test-histogram").wait()
+        return block
+
+    x = da.from_array(image, chunks=80).map_blocks(held, dtype=image.dtype,
+                                                    meta=np.empty((0, 0), dtype=image.dtype))
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(_foreground, x, "otsu", None, None, pending=True)
+        try:
+            mask, t = job.result(timeout=30)  # an eager threshold would wait for `go`
+        finally:
+            go.set()
+    assert isinstance(t, da.Array)
+    seeds = chunkseg.find_seeds(mask, min_distance=6)
+    labels = chunkseg.watershed(mask, seeds, min_distance=6).compute()
+    assert threshold_value(t) == chunkseg.threshold_otsu(image)
+    np.testing.assert_array_equal(labels, want)
+
+
 def test_run_segment_processes_equals_threads(tmp_path):
     import zarr
 

@@ -83,6 +83,36 @@ def test_random_bit_identical_over_chunkings(dtype, shape, method):
         _assert_same(got, want)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int8, np.int16])
+@pytest.mark.parametrize("method", HIST_METHODS + ["minimum", "mean"])
+def test_pending_threshold_equals_the_computed_one(dtype, method):
+    """The threshold computed inside a task from the histogram: same value, same type,
+    same error; a constant image too."""
+    from chunkseg.threshold import pending_threshold
+
+    for image in (_random(dtype, (97, 131), seed=7), np.full((20, 30), 7, dtype=dtype)):
+        x = da.from_array(image, chunks=17)
+        try:
+            want = chunkseg.threshold(x, method)
+        except ValueError as exc:
+            with pytest.raises(ValueError, match=str(exc)):
+                pending_threshold(x, method).compute()
+            continue
+        pending = pending_threshold(x, method)
+        assert isinstance(pending, da.Array) and pending.shape == ()
+        got = pending.compute()[()]
+        assert type(got) is type(want)
+        _assert_same(got, want)
+
+
+def test_pending_threshold_only_where_one_histogram_decides():
+    from chunkseg.threshold import pending_threshold
+
+    assert pending_threshold(da.zeros((8, 8), dtype=np.float32, chunks=4), "otsu") is None
+    assert pending_threshold(da.zeros((8, 8), dtype=np.int32, chunks=4), "otsu") is None
+    assert pending_threshold(da.zeros((8, 8), dtype=np.uint8, chunks=4), "multiotsu") is None
+
+
 def test_signed_wraparound_li_matches():
     # int8 from -128 to 127: scikit-image shifts in int8 and wraps; so do we
     image = np.random.default_rng(1).integers(-128, 128, (60, 60)).astype(np.int8)
