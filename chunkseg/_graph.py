@@ -98,7 +98,6 @@ def placement_bands() -> int | None:
     known (dask's process pool, a client without the placement): every
     neighbour then sends only its faces.
     """
-    import sys
 
     import dask
 
@@ -108,19 +107,34 @@ def placement_bands() -> int | None:
             return 1
         if scheduler in ("processes", "multiprocessing"):
             return None
-    if "distributed" not in sys.modules:  # no client can exist before it is imported
+    client = current_client()
+    if client is None:
         return 1 if scheduler is None else None
-    from distributed import default_client
-
     from ._plugin import placed_clients
 
-    try:
-        client = default_client()
-    except ValueError:
-        return 1 if scheduler is None else None
     if client.id not in placed_clients:
         return None
     return max(len(client.scheduler_info()["workers"]), 1)
+
+
+def current_client():
+    """The ``distributed.Client`` dask computes on now, or None (a local scheduler)."""
+    import sys
+
+    import dask
+
+    scheduler = dask.config.get("scheduler", None)
+    if isinstance(scheduler, str) and (scheduler in _LOCAL_SCHEDULERS
+                                       or scheduler in ("processes", "multiprocessing")):
+        return None
+    if "distributed" not in sys.modules:  # no client can exist before it is imported
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
 
 
 def block_origins(chunks: Sequence[Sequence[int]]) -> list[np.ndarray]:
@@ -184,6 +198,17 @@ class Graph:
         key = self.key(kind, *index)
         self.dsk[key] = value
         return key
+
+    def shared(self, kind: str, value):
+        """A value many tasks need, by key: sent to the cluster once (scattered)
+        where a ``distributed`` client is current, so the graph does not carry
+        it; a literal key of the graph on local schedulers."""
+        client = current_client()
+        if client is None:
+            return self.data(kind, (), value)
+        future = client.scatter(value, hash=False)
+        self.dsk[future.key] = future  # the graph holds the future, and so keeps the data
+        return future.key
 
     def _hlg(self):
         from dask.highlevelgraph import HighLevelGraph
@@ -318,14 +343,17 @@ class Padded:
         return out
 
 
-def on_padded(*parts, kernel: Callable, layout: dict, kwargs: dict, whole: bool = True):
-    """``kernel(padded block, **kwargs)``: the task that assembles a padded block and uses it.
+def on_padded(*parts, kernel: Callable, layout: dict, kwargs: dict, whole: bool = True,
+              extra: int = 0):
+    """``kernel(padded block, *extra values, **kwargs)``: the task that assembles a padded
+    block and uses it.
 
     ``whole=False`` hands ``kernel`` the :class:`Padded` itself, to slice only
-    the windows it needs.
+    the windows it needs. The last ``extra`` parts are other inputs, passed on.
     """
-    padded = Padded(parts, layout)
-    return kernel(padded.array() if whole else padded, **kwargs)
+    n = len(parts) - extra
+    padded = Padded(parts[:n], layout)
+    return kernel(padded.array() if whole else padded, *parts[n:], **kwargs)
 
 
 def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int],
@@ -385,13 +413,14 @@ def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int]
 
 
 def padded_task(graph: Graph, kind: str, source, index, pad, func: Callable, *,
-                whole: bool = True, bands: int | None = None, **kwargs):
-    """Add ``func(chunk index padded by pad, start=..., core=..., **kwargs)`` as one task.
+                whole: bool = True, bands: int | None = None, extra: Sequence = (), **kwargs):
+    """Add ``func(chunk index padded by pad, *extra, start=..., core=..., **kwargs)`` as one task.
 
     The block is assembled inside the task (no task of its own): ``start``
     is its first pixel in the image and ``core`` the chunk's slices within it.
+    ``extra``: keys of further inputs (e.g. a table every chunk shares).
     """
     deps, layout, region, inner = padded_parts(graph, source, index, pad, kind=kind, bands=bands)
     kwargs = dict(kwargs, start=tuple(r.start for r in region), core=inner)
-    return graph.task(kind, tuple(index), on_padded, *deps, kernel=func, layout=layout,
-                      kwargs=kwargs, whole=whole)
+    return graph.task(kind, tuple(index), on_padded, *deps, *extra, kernel=func, layout=layout,
+                      kwargs=kwargs, whole=whole, extra=len(extra))

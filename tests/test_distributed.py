@@ -144,7 +144,7 @@ def test_tiff_input_on_worker_processes_keeps_task_keys_consistent(tmp_path, cap
 def test_chunks_placed_by_band_keep_neighbours_on_one_worker():
     """With placement, each chunk's kept seeds result lives on its band's worker,
     seams alone send faces, and the labels equal the single-process ones."""
-    from distributed import get_task_stream
+    from distributed import Future, get_task_stream
 
     from chunkseg import _graph
     from chunkseg.cluster import scheduler
@@ -168,6 +168,11 @@ def test_chunks_placed_by_band_keep_neighbours_on_one_worker():
                      if t["key"][0].endswith("-summaries")}
         assert collected == {(0,): workers[0], (1,): workers[1]}
         labels = chunkseg.watershed(mask, seeds, min_distance=6)
+        # the seeds reach the cluster once (scattered), not inside the tasks
+        tables = [v for k, v in dict(labels.__dask_graph__()).items()
+                  if isinstance(v, Future) and k not in held.values()]
+        assert len(tables) == 1
+        np.testing.assert_array_equal(tables[0].result(), seeds.flat)
         faces = [k for k in dict(labels.__dask_graph__()) if isinstance(k, tuple)
                  and k[0].endswith("labels-faces")]
         assert {k[1] for k in faces} == {1, 2}  # only the rows at the seam send faces

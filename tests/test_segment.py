@@ -1,4 +1,5 @@
 
+import dataclasses
 import sys
 import dask
 import dask.array as da
@@ -285,3 +286,46 @@ def test_bands_are_contiguous_and_even(grid, parts):
     n = int(np.prod(grid))
     assert sizes.max() - sizes[sizes > 0].min() <= 1 and sizes.sum() == n
     assert (sizes > 0).sum() == min(parts, n)
+
+
+@pytest.mark.parametrize("radius, rounds, halo", [(10, 0, 16), (24, 0, 32), (45, 1, 64)])
+def test_a_larger_seed_halo_is_tried_in_the_same_task(caplog, radius, rounds, halo):
+    """The first seed halo is 16 px; a chunk it cannot prove is tried again with
+    twice it inside its own task (one round through the client, not two), and only
+    wider objects take another round. Seeds equal peak_local_max's throughout."""
+    import logging
+
+    rng = np.random.default_rng(radius)
+    yy, xx = np.mgrid[:320, :384]
+    image = np.zeros((320, 384), np.uint8)
+    for cy, cx in rng.integers(radius, (320 - radius, 384 - radius), (6, 2)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2] = 200
+    mask, flat, _ = reference(image, min_distance=5, threshold=100)
+    with caplog.at_level(logging.INFO, logger="chunkseg.segment"):
+        seeds = chunkseg.find_seeds(da.from_array(mask, chunks=64), min_distance=5)
+    np.testing.assert_array_equal(seeds.flat, flat)
+    assert caplog.text.count("retrying") == rounds
+    assert seeds.halo == (halo, halo)
+
+
+def test_watershed_tasks_share_one_seed_table():
+    """The seeds are one key of the graph (scattered once on a cluster), each task
+    finds its own in it: the graph's size does not grow with the seeds."""
+    import pickle
+
+    image = synthetic_nuclei((400, 400), seed=6)
+    mask, _ = chunkseg.foreground(da.from_array(image, chunks=100))
+    seeds = chunkseg.find_seeds(mask, min_distance=6, keep_levels=False)
+    labels = chunkseg.watershed(mask, seeds, min_distance=6)
+    graph = dict(labels.__dask_graph__())
+    tables = [k for k, v in graph.items() if isinstance(v, np.ndarray) and v.dtype == np.int64
+              and len(v) == seeds.count]
+    assert len(tables) == 1 and seeds.count > 100
+    np.testing.assert_array_equal(graph[tables[0]], seeds.flat)
+    rest = {k: v for k, v in graph.items() if k != tables[0]}
+    few = dataclasses.replace(seeds, flat=seeds.flat[:3])
+    fewer = dict(chunkseg.watershed(mask, few, min_distance=6).__dask_graph__())
+    assert abs(len(pickle.dumps(rest)) - len(pickle.dumps(fewer))) < 8 * seeds.count
+    with dask.config.set(scheduler="sync"):
+        _, _, want = reference(image, min_distance=6)
+    assert f1_at_iou(labels.compute(), want) == 1.0
