@@ -48,7 +48,18 @@ def _input(shape, chunks, seed=0):
 
 
 def _median_run(args, repeat):
-    runs = [_measure.python(TOOLS, *args) for _ in range(repeat)]
+    return _medians([_measure.python(TOOLS, *args) for _ in range(repeat)])
+
+
+def _alternating_runs(first, second, repeat):
+    """``repeat`` runs of each, alternating (first, second, first, ...): a shared machine's
+    slow spell then falls on both, not on one side of a ratio."""
+    runs = [(_measure.python(TOOLS, *first), _measure.python(TOOLS, *second))
+            for _ in range(repeat)]
+    return _medians([a for a, _ in runs]), _medians([b for _, b in runs])
+
+
+def _medians(runs):
     wall = statistics.median(r["wall_s"] for r in runs)
     compute = statistics.median(r["result"].get("compute_s", r["wall_s"]) for r in runs)
     peak = max(r["peak_bytes"] for r in runs)
@@ -231,8 +242,9 @@ def case_scaling(quick, repeat):
         path = _input((n, n), (1024, 1024))
         px = float(n * n)
         times = 1 if n > 16384 else repeat
-        one = _median_run(["chunkseg_segment", path, OUT / "sc1.zarr", 7, "processes", 1], times)
-        two = _median_run(["chunkseg_segment", path, OUT / "sc2.zarr", 7, "processes", 2], times)
+        one, two = _alternating_runs(
+            ["chunkseg_segment", path, OUT / "sc1.zarr", 7, "processes", 1],
+            ["chunkseg_segment", path, OUT / "sc2.zarr", 7, "processes", 2], times)
         label = f"scaling watershed {n}x{n}"
         rows += [_row(label, "chunkseg (1 worker process)", one, one, px, "reference: 1 process"),
                  _row(label, "chunkseg (2 worker processes)", two, one, px,

@@ -15,8 +15,10 @@ is a lazy dask array.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import math
+import threading
 import warnings
 
 import dask
@@ -340,6 +342,8 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
 
     nblocks = mask.numblocks
     all_indices = list(np.ndindex(*nblocks))
+    # the global step needs scipy.spatial (0.08 s to import): imported while pass 1 runs
+    threading.Thread(target=importlib.import_module, args=("scipy.spatial",), daemon=True).start()
     results: dict[tuple, dict] = {}
     needed = {idx: h for idx in all_indices}
     pending = all_indices

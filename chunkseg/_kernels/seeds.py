@@ -222,7 +222,7 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
     -------
     dict with ``ok`` (every core pixel's candidate status is proven; else
     retry with a larger halo), ``max_level`` over the core, the kept
-    ``seeds`` (flat indices, sorted) with their ``seed_level``, the
+    ``seeds`` (flat indices, sorted), the
     ``undecided`` core candidates and the kept ``border`` seeds that the
     global step needs, each with its level. With ``keep_levels``, also
     ``levels``: the core's distance levels, which are then the whole image's
@@ -305,7 +305,6 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
     seed_order = np.argsort(flat[decided_kept])
     result.update(
         seeds=flat[decided_kept][seed_order],
-        seed_level=level[decided_kept][seed_order],
         undecided=flat[undecided] if undecided.any() else empty,
         undecided_level=level[undecided] if undecided.any() else np.empty(0),
         border=flat[border] if border.any() else empty,
