@@ -252,6 +252,22 @@ def case_scaling(quick, repeat):
     return rows
 
 
+def case_scaling_ooc(quick, repeat):
+    """One versus two worker processes at 65536^2 (out of core): one alternating pair,
+    about 16 minutes; not in --quick."""
+    if quick:
+        print("  (skipped in --quick: it takes about 16 minutes)", flush=True)
+        return []
+    n = 65536
+    path = _input((n, n), (1024, 1024))
+    one, two = _alternating_runs(["chunkseg_segment", path, OUT / "sc1.zarr", 7, "processes", 1],
+                                 ["chunkseg_segment", path, OUT / "sc2.zarr", 7, "processes", 2], 1)
+    label = f"scaling watershed {n}x{n} (out of core)"
+    return [_row(label, "chunkseg (1 worker process)", one, one, float(n * n), "reference: 1 process"),
+            _row(label, "chunkseg (2 worker processes)", two, one, float(n * n),
+                 f"{one['wall_s'] / two['wall_s']:.2f}x the 1-process speed")]
+
+
 def case_graph(quick, repeat):
     """Graph size and build time for a lazy input of 10^5 chunks (nothing is computed)."""
     r = _measure.python(TOOLS, "graph_size", 100_000 if not quick else 10_000)["result"]
@@ -294,7 +310,8 @@ def case_outofcore(quick, repeat):
 
 CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": case_segment3d,
          "mosaic": case_mosaic, "label2d": case_label2d, "label3d": case_label3d,
-         "scaling": case_scaling, "graph": case_graph, "outofcore": case_outofcore}
+         "scaling": case_scaling, "scaling_ooc": case_scaling_ooc, "graph": case_graph,
+         "outofcore": case_outofcore}
 
 
 def _table(rows):
