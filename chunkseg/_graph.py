@@ -202,11 +202,15 @@ class Graph:
     def shared(self, kind: str, value):
         """A value many tasks need, by key: sent to the cluster once (scattered)
         where a ``distributed`` client is current, so the graph does not carry
-        it; a literal key of the graph on local schedulers."""
+        it; a literal key of the graph on local schedulers.
+
+        Scattered data has no task to recompute it from, so it goes to every
+        worker: a worker that dies does not take the only copy with it.
+        """
         client = current_client()
         if client is None:
             return self.data(kind, (), value)
-        future = client.scatter(value, hash=False)
+        future = client.scatter(value, hash=False, broadcast=True)
         self.dsk[future.key] = future  # the graph holds the future, and so keeps the data
         return future.key
 

@@ -173,6 +173,8 @@ def test_chunks_placed_by_band_keep_neighbours_on_one_worker():
                   if isinstance(v, Future) and k not in held.values()]
         assert len(tables) == 1
         np.testing.assert_array_equal(tables[0].result(), seeds.flat)
+        # on every worker: scattered data cannot be recomputed if its only holder dies
+        assert sorted(client.who_has(tables[0])[tables[0].key]) == workers
         faces = [k for k in dict(labels.__dask_graph__()) if isinstance(k, tuple)
                  and k[0].endswith("labels-faces")]
         assert {k[1] for k in faces} == {1, 2}  # only the rows at the seam send faces
