@@ -35,12 +35,17 @@ def _quiet_task_errors() -> None:
         logger.addFilter(_ReturnedToClient())
 
 
+def placement_on() -> bool:
+    """The dask config ``chunkseg.placement`` (default on): off, dask places every task itself."""
+    return bool(dask.config.get("chunkseg.placement", True))
+
+
 @contextlib.contextmanager
 def _placed(client):
     """Chunks placed by band (:class:`chunkseg._plugin.Placement`) while the run lasts."""
     from ._plugin import place_by_band, stop_placing
 
-    if dask.config.get("chunkseg.placement", True):  # off: dask places every task itself
+    if placement_on():
         place_by_band(client)
     try:
         yield client

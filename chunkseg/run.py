@@ -20,6 +20,7 @@ from . import io as _io
 from . import table as _measure
 from ._monitor import PeakMemory
 from ._monitor import progress as _progress
+from .cluster import placement_on
 from .cluster import scheduler as _scheduler
 from .filters import describe_threshold, parse_filter, parse_threshold
 from .segment import (
@@ -215,7 +216,7 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     # side; without placement (chunkseg.placement: false) every chunk sends them
     if scheduler == "threads":
         bands = 1
-    elif scheduler == "processes" and dask.config.get("chunkseg.placement", True):
+    elif scheduler == "processes" and placement_on():
         bands = workers or os.cpu_count() or 1
     else:
         bands = None
