@@ -177,13 +177,17 @@ def progress(client=None, *, enabled: bool | None = None, stream=None):
                 bar.draw(*last)
             stop.wait(0.25)
 
+    # polled only while a bar is drawn: a hidden bar needs the counts once, at the end
+    # (each poll is a round trip that the scheduler serves beside the run's tasks)
     thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
+    if enabled:
+        thread.start()
     try:
         yield counts
     finally:
         stop.set()
-        thread.join()
+        if enabled:
+            thread.join()
         with contextlib.suppress(Exception):
             last[:] = client.run_on_scheduler(task_counts)
             client.run_on_scheduler(forget_counter)

@@ -117,6 +117,10 @@ def test_progress_bar_threads_and_cluster(nuclei, tmp_path):
             chunkseg.segment(x, min_distance=6).compute()
         assert counts.total > 16 and counts.done == counts.total
         assert "100%" in stream.getvalue()
+        hidden = io.StringIO()  # no bar, no polling: still counted, at the end
+        with progress(client, stream=hidden) as counts:
+            chunkseg.segment(x, min_distance=6).compute()
+        assert counts.total > 16 and counts.done == counts.total and hidden.getvalue() == ""
     quiet = io.StringIO()
     with progress(None, stream=quiet) as counts:  # not a terminal: no bar, still counted
         x.sum().compute()
