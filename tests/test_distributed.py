@@ -202,6 +202,29 @@ def test_local_workers_share_the_machine_memory(workers):
     assert limits == [MEMORY_LIMIT // workers] * workers
 
 
+def test_heap_frozen_while_local_workers_run_and_given_back():
+    """gc.freeze before the workers fork, unfrozen after; a caller's own freeze is kept."""
+    import gc
+    import multiprocessing
+
+    from chunkseg.cluster import scheduler
+
+    assert gc.get_freeze_count() == 0
+    with scheduler("processes", workers=1) as client:
+        assert gc.get_freeze_count() > 0
+        if "fork" in multiprocessing.get_all_start_methods():  # a forked worker inherits it
+            assert all(n > 0 for n in client.run(gc.get_freeze_count).values())
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with scheduler("processes", workers=1):
+            pass
+        assert gc.get_freeze_count() > frozen // 2  # not unfrozen (a few frozen objects died)
+    finally:
+        gc.unfreeze()
+
+
 def test_placement_can_be_turned_off():
     """``chunkseg.placement: false``: no plugin, every neighbour sends faces, same labels."""
     from chunkseg import _graph
