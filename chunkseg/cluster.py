@@ -89,6 +89,9 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
     (``start_method="fork"``): they start in 0.1 s with chunkseg already
     imported, instead of 1 s for a fresh interpreter (``"spawn"``, dask's
     default, which ``start_method`` or ``CHUNKSEG_START_METHOD`` can choose).
+    While it runs, this process's heap is frozen (``gc.freeze``) and the
+    cluster checks its event loops every 100 ms instead of distributed's 20:
+    less of the two cores goes to housekeeping.
     ``"tcp://host:port"`` (or any other address): join that scheduler.
     ``"file:PATH"``: join the scheduler described by a scheduler file.
     On a distributed scheduler, this client's chunks are placed by band
@@ -115,7 +118,15 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
             from distributed.system import MEMORY_LIMIT
 
             memory_limit = MEMORY_LIMIT // n
-        with dask.config.set({"distributed.worker.multiprocessing-method": method}), \
+        # the event-loop health check of the scheduler, the nannies and the workers
+        # (a warning after 3 s unresponsive) every 100 ms instead of 20: 0.3 CPU-s less
+        # in this process for a 15 s run on 2 workers, where it shares their cores
+        from dask.utils import parse_timedelta
+
+        tick = max(parse_timedelta(dask.config.get("distributed.admin.tick.interval"),
+                                   default="ms"), 0.1)
+        with dask.config.set({"distributed.worker.multiprocessing-method": method,
+                              "distributed.admin.tick.interval": f"{tick * 1000:g}ms"}), \
                 _frozen_heap(), LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
                              dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
                              host="127.0.0.1") as cluster, Client(cluster) as client, \

@@ -202,8 +202,10 @@ def test_local_workers_share_the_machine_memory(workers):
     assert limits == [MEMORY_LIMIT // workers] * workers
 
 
-def test_heap_frozen_while_local_workers_run_and_given_back():
-    """gc.freeze before the workers fork, unfrozen after; a caller's own freeze is kept."""
+def test_local_cluster_heap_frozen_and_health_check_every_100ms():
+    """gc.freeze before the workers fork, unfrozen after; a caller's own freeze is kept.
+    The event-loop health check runs every 100 ms (not 20) in the scheduler and the
+    workers; a caller's slower setting is kept, and the setting is restored after."""
     import gc
     import multiprocessing
 
@@ -214,7 +216,13 @@ def test_heap_frozen_while_local_workers_run_and_given_back():
         assert gc.get_freeze_count() > 0
         if "fork" in multiprocessing.get_all_start_methods():  # a forked worker inherits it
             assert all(n > 0 for n in client.run(gc.get_freeze_count).values())
+        assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval) == 0.1
+        assert list(client.run(lambda dask_worker: dask_worker._tick_interval).values()) == [0.1]
     assert gc.get_freeze_count() == 0
+    assert dask.config.get("distributed.admin.tick.interval") == "20ms"
+    with dask.config.set({"distributed.admin.tick.interval": "2s"}), \
+            scheduler("processes", workers=1) as client:
+        assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler._tick_interval) == 2
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
