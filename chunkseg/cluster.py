@@ -131,7 +131,9 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
                              dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
                              host="127.0.0.1") as cluster, Client(cluster) as client, \
                 _placed(client):
-            log.info("local cluster: %d worker processes x %d thread(s)", n, threads_per_worker)
+            # its port is chosen at start: without this line the dashboard cannot be found
+            log.info("local cluster: %d worker processes x %d thread(s), dashboard %s",
+                     n, threads_per_worker, client.dashboard_link)
             client.run(_quiet_task_errors)  # this run's own workers only
             yield client
         return

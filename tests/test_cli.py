@@ -240,3 +240,15 @@ def test_segment_method_label_and_min_size(capsys, tmp_path):
     ws_small = relabel_sequential(remove_small_objects(ws, max_size=99))[0]
     assert main(["segment", str(path), str(tmp_path / "ws.zarr"), "--min-distance", "6", "--min-size", "100"]) == 0
     assert capsys.readouterr().out.startswith(f"{ws_small.max()} objects")
+
+
+def test_verbose_local_cluster_logs_its_dashboard(tmp_path, capsys):
+    """The dashboard's port is chosen at start: -v says where it is."""
+    import re
+
+    path, _ = _syn_store(tmp_path)
+    assert main(["-v", "segment", str(path), str(tmp_path / "o.zarr"), "--scheduler",
+                 "processes", "--workers", "1", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"local cluster: 1 worker processes x 1 thread\(s\), "
+                     r"dashboard http://127\.0\.0\.1:\d+/status", err), err
