@@ -127,7 +127,8 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
                                    default="ms"), 0.1)
         with dask.config.set({"distributed.worker.multiprocessing-method": method,
                               "distributed.admin.tick.interval": f"{tick * 1000:g}ms"}), \
-                _frozen_heap(), LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                _frozen_heap(), \
+                LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
                              dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
                              host="127.0.0.1") as cluster, Client(cluster) as client, \
                 _placed(client):
