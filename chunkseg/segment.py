@@ -247,22 +247,18 @@ def _levels_as(result: dict, *, dtype) -> np.ndarray:
 def levels_budget() -> int:
     """Bytes the seeds pass may leave in memory for the watershed pass.
 
-    A quarter of the workers' memory limits when a ``distributed`` client is
-    current, else a quarter of this machine's memory.
+    A quarter of the workers' memory limits when the pass runs on a
+    ``distributed`` client (:func:`chunkseg._graph.current_client`), else a
+    quarter of this machine's memory: under ``scheduler="threads"`` the
+    levels stay in this process even when a client exists.
     """
-    import sys
-
     import psutil
 
     total = psutil.virtual_memory().total
-    if "distributed" in sys.modules:  # no client can exist before it is imported
-        from distributed import default_client
-
-        try:
-            workers = default_client().scheduler_info()["workers"].values()
-        except ValueError:
-            workers = ()
-        limits = [int(w.get("memory_limit") or 0) for w in workers]
+    client = _graph.current_client()
+    if client is not None:
+        limits = [int(w.get("memory_limit") or 0)
+                  for w in client.scheduler_info()["workers"].values()]
         if limits and all(limits):
             total = sum(limits)
     return total // 4

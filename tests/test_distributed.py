@@ -189,6 +189,20 @@ def test_placement_bands_follow_the_scheduler(client):
         assert _graph.placement_bands() == 1  # one memory: neighbours are used whole
 
 
+def test_levels_budget_follows_the_scheduler_that_runs_the_pass():
+    """The workers' memory decides on their client; under threads the levels stay in
+    this process, so this machine's memory decides even while a client exists."""
+    import psutil
+
+    from chunkseg.segment import levels_budget
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit="64MB",
+                      dashboard_address=None) as cluster, Client(cluster):
+        assert levels_budget() == 64_000_000 // 4
+        with dask.config.set(scheduler="threads"):
+            assert levels_budget() == psutil.virtual_memory().total // 4
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_local_workers_share_the_machine_memory(workers):
     """``memory_limit="auto"``: the machine split equally, so one worker has all of it
