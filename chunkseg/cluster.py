@@ -21,19 +21,36 @@ def _check_workers(workers) -> int | None:
     return None if workers is None else check_int("`workers`", workers)
 
 
-class _ReturnedToClient(logging.Filter):
-    """Drops a worker's "Compute Failed" record: the task's error goes back to the
-    client, which raises it (the CLI prints it as one line), so the worker's
-    copy with its traceback would only repeat it."""
+class _Expected(logging.Filter):
+    """Drops the worker records whose message starts with one of ``prefixes``.
+
+    "Compute Failed": the task's error goes back to the client, which raises
+    it (the CLI prints it as one line), so the worker's copy with its
+    traceback would only repeat it. While the local cluster closes, also a
+    heartbeat that meets the closing scheduler (distributed's own race,
+    dask/distributed#7105): a traceback after a run that succeeded.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.prefixes: set = set()
 
     def filter(self, record):
-        return not str(record.msg).startswith("Compute Failed")
+        return not str(record.msg).startswith(tuple(self.prefixes))
 
 
-def _quiet_task_errors() -> None:
+#: What a worker of chunkseg's own local cluster need not log, from its start / its close.
+_QUIET_WHILE_RUNNING = ("Compute Failed",)
+_QUIET_WHILE_CLOSING = ("Failed to communicate with scheduler during heartbeat",)
+
+
+def _quiet_worker_logs(prefixes) -> None:
     logger = logging.getLogger("distributed.worker")
-    if not any(isinstance(f, _ReturnedToClient) for f in logger.filters):
-        logger.addFilter(_ReturnedToClient())
+    quiet = next((f for f in logger.filters if isinstance(f, _Expected)), None)
+    if quiet is None:
+        quiet = _Expected()
+        logger.addFilter(quiet)
+    quiet.prefixes.update(prefixes)
 
 
 def placement_on() -> bool:
@@ -91,7 +108,9 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
     default, which ``start_method`` or ``CHUNKSEG_START_METHOD`` can choose).
     While it runs, this process's heap is frozen (``gc.freeze``) and the
     cluster checks its event loops every 100 ms instead of distributed's 20:
-    less of the two cores goes to housekeeping.
+    less of the two cores goes to housekeeping. Its workers log neither a
+    task's error (the client raises it) nor, once the block is over, a
+    heartbeat that meets the closing scheduler (:class:`_Expected`).
     ``"tcp://host:port"`` (or any other address): join that scheduler.
     ``"file:PATH"``: join the scheduler described by a scheduler file.
     On a distributed scheduler, this client's chunks are placed by band
@@ -135,8 +154,10 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
             # its port is chosen at start: without this line the dashboard cannot be found
             log.info("local cluster: %d worker processes x %d thread(s), dashboard %s",
                      n, threads_per_worker, client.dashboard_link)
-            client.run(_quiet_task_errors)  # this run's own workers only
+            client.run(_quiet_worker_logs, _QUIET_WHILE_RUNNING)  # this run's own workers only
             yield client
+            # the run is over: what the workers log while the cluster closes is noise
+            client.run(_quiet_worker_logs, _QUIET_WHILE_CLOSING)
         return
     if spec.startswith("file:"):
         with Client(scheduler_file=spec[len("file:"):]) as client, _placed(client):

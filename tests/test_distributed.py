@@ -247,6 +247,33 @@ def test_local_cluster_heap_frozen_and_health_check_every_100ms():
         gc.unfreeze()
 
 
+def _worker_keeps(*messages):
+    """Whether a local worker's ``distributed.worker`` logger lets each record through."""
+    import logging
+
+    logger = logging.getLogger("distributed.worker")
+    return [bool(logger.filter(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, m,
+                                                 (), None))) for m in messages]
+
+
+def test_local_workers_drop_only_records_that_repeat_or_come_from_closing():
+    """A task's error reaches the client, so the worker's own copy is dropped; a heartbeat
+    that fails while the cluster closes (distributed's race) only once the run is over
+    (scheduler() does that after its block); anything else always shows."""
+    from chunkseg.cluster import _QUIET_WHILE_CLOSING, _quiet_worker_logs, scheduler
+
+    messages = ("Compute Failed\nKey: x", "Failed to communicate with scheduler during heartbeat.",
+                "Worker stream died during communication")
+    with scheduler("processes", workers=1) as client:
+        assert list(client.run(_worker_keeps, *messages).values()) == [[False, True, True]]
+        client.run(_quiet_worker_logs, _QUIET_WHILE_CLOSING)
+        client.run(_quiet_worker_logs, _QUIET_WHILE_CLOSING)  # once is enough: one filter
+        assert list(client.run(_worker_keeps, *messages).values()) == [[False, False, True]]
+        assert list(client.run(lambda: sum(
+            type(f).__name__ == "_Expected"
+            for f in __import__("logging").getLogger("distributed.worker").filters)).values()) == [1]
+
+
 def test_placement_can_be_turned_off():
     """``chunkseg.placement: false``: no plugin, every neighbour sends faces, same labels."""
     from chunkseg import _graph
