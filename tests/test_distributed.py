@@ -197,7 +197,7 @@ def test_levels_budget_follows_the_scheduler_that_runs_the_pass():
     from chunkseg.segment import levels_budget
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit="64MB",
-                      dashboard_address=None) as cluster, Client(cluster):
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster):
         assert levels_budget() == 64_000_000 // 4
         with dask.config.set(scheduler="threads"):
             assert levels_budget() == psutil.virtual_memory().total // 4
