@@ -274,6 +274,28 @@ def test_local_workers_drop_only_records_that_repeat_or_come_from_closing():
             for f in __import__("logging").getLogger("distributed.worker").filters)).values()) == [1]
 
 
+def test_quieting_the_closing_workers_never_fails_a_run(monkeypatch):
+    """That step is best effort: a worker that cannot be reached at the end (here the
+    call fails as a lost worker's would) leaves the run's result standing."""
+    from distributed import Client as RealClient
+
+    from chunkseg.cluster import _QUIET_WHILE_CLOSING, scheduler
+
+    real_run = RealClient.run
+    calls = []
+
+    def run(self, function, *args, **kwargs):
+        if args == (_QUIET_WHILE_CLOSING,):
+            calls.append(function)
+            raise OSError("worker lost")
+        return real_run(self, function, *args, **kwargs)
+
+    monkeypatch.setattr(RealClient, "run", run)
+    with scheduler("processes", workers=1) as client:
+        total = client.submit(sum, [1, 2, 3]).result()
+    assert total == 6 and len(calls) == 1
+
+
 def test_placement_can_be_turned_off():
     """``chunkseg.placement: false``: no plugin, every neighbour sends faces, same labels."""
     from chunkseg import _graph
