@@ -160,7 +160,7 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
             # Best effort: a worker gone by now must not fail a run that succeeded
             try:
                 client.run(_quiet_worker_logs, _QUIET_WHILE_CLOSING)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.debug("closing local cluster: %s: %s", type(exc).__name__, exc)
         return
     if spec.startswith("file:"):

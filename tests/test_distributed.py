@@ -260,7 +260,9 @@ def test_local_workers_drop_only_records_that_repeat_or_come_from_closing():
     """A task's error reaches the client, so the worker's own copy is dropped; a heartbeat
     that fails while the cluster closes (distributed's race) only once the run is over
     (scheduler() does that after its block); anything else always shows."""
-    from chunkseg.cluster import _QUIET_WHILE_CLOSING, _quiet_worker_logs, scheduler
+    import logging
+
+    from chunkseg.cluster import _QUIET_WHILE_CLOSING, _Expected, _quiet_worker_logs, scheduler
 
     messages = ("Compute Failed\nKey: x", "Failed to communicate with scheduler during heartbeat.",
                 "Worker stream died during communication")
@@ -270,8 +272,8 @@ def test_local_workers_drop_only_records_that_repeat_or_come_from_closing():
         client.run(_quiet_worker_logs, _QUIET_WHILE_CLOSING)  # once is enough: one filter
         assert list(client.run(_worker_keeps, *messages).values()) == [[False, False, True]]
         assert list(client.run(lambda: sum(
-            type(f).__name__ == "_Expected"
-            for f in __import__("logging").getLogger("distributed.worker").filters)).values()) == [1]
+            isinstance(f, _Expected)
+            for f in logging.getLogger("distributed.worker").filters)).values()) == [1]
 
 
 def test_quieting_the_closing_workers_never_fails_a_run(monkeypatch):
