@@ -163,7 +163,7 @@ def _real_tiles():
 
 def case_mosaic(quick, repeat):
     """Real images tiled into mosaics, mirrored so that tiles meet smoothly."""
-    from chunkseg.io import write_mosaic
+    from chunkseg.io.writers import write_mosaic
 
     reps = 4 if quick else 8
     rows = []

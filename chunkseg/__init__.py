@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._validate import InputError
 from .io import inspect_image, open_image, open_labels, to_zarr
 from .table import measure
-from .relabel import clear_border, relabel_sequential, remove_small_objects
+from .relabel import clear_border, relabel_sequential, remove_small_objects, renumber
 from .stitch import label
 from .segment import (
     HaloTooSmallError,
@@ -46,6 +46,7 @@ __all__ = [
     "measure",
     "relabel_sequential",
     "remove_small_objects",
+    "renumber",
     "InputError",
     "Seeds",
     "distance_transform_edt",

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 import dask.array as da
 import numpy as np
 
+from ._layout import band
+
 
 def as_dask(image) -> da.Array:
     """A dask array for ``image`` (numpy arrays get dask's automatic chunks)."""
@@ -23,28 +25,58 @@ def as_dask(image) -> da.Array:
     return da.from_array(array, chunks="auto")
 
 
-def _block_partial(block: np.ndarray, *, func: Callable, ndim: int, kwargs: dict) -> np.ndarray:
-    out = np.asarray(func(block, **kwargs))
-    return out.reshape((1,) * ndim + out.shape)
+def tree(graph: Graph, kind: str, leaves: Sequence, merge: Callable, *, split_every: int = 8,
+         first: Callable | None = None, **first_literals):
+    """Merge the partials at ``leaves`` (keys) ``split_every`` at a time until one key is left.
+
+    The one tree reduction of chunkseg's graphs: ``merge(*partials)`` returns
+    a partial of the same kind (associative), so no task waits for more than
+    ``split_every`` others, whatever the number of chunks. ``first`` (with
+    ``first_literals``) replaces ``merge`` on the first level, e.g. to pick
+    one bucket out of each chunk's partial. No leaves: the root is ``merge()``.
+    Returns the key of the root.
+    """
+    leaves, level, func, literals = list(leaves), 0, first or merge, first_literals
+    while len(leaves) > 1 or level == 0:
+        leaves = [graph.task(kind, (level, i), func, *leaves[s:s + split_every], **literals)
+                  for i, s in enumerate(range(0, max(len(leaves), 1), split_every))]
+        func, literals, level = merge, {}, level + 1
+    return leaves[0]
+
+
+def _added(*partials) -> np.ndarray:
+    total = np.array(partials[0], copy=True)
+    for p in partials[1:]:
+        total += p
+    return total
+
+
+def _block_partial(block: np.ndarray, *, kernel: Callable, kwargs: dict) -> np.ndarray:
+    return np.asarray(kernel(block, **kwargs))
 
 
 def summed_partials(
     x: da.Array, func: Callable, size: int, dtype, *, kwargs: dict | None = None,
     split_every: int = 64,
 ) -> da.Array:
-    """Sum of ``func(block, **kwargs)`` (a 1-D array of ``size``) over all blocks.
+    """Sum of ``func(block, **kwargs)`` (a 1-D array of ``size``) over all blocks, lazily.
 
-    Each block yields a small partial; the partials are added in a tree
-    (about ``split_every`` at a time), so no task holds more than that many:
-    at most 32 MB for 65536-bin histograms. With dask's default of 8 (2x2
-    per task on a 2D grid) a 16x16 grid took 84 adding tasks; now 5, and
-    each task costs about 2 ms of scheduling on a cluster.
+    Each block yields a small partial; the partials are added in a
+    :func:`tree` (``split_every`` at a time), so no task holds more than that
+    many: at most 32 MB for 65536-bin histograms. With dask's default of 8
+    (2x2 per task on a 2D grid) a 16x16 grid took 84 adding tasks; now 5,
+    and each task costs about 2 ms of scheduling on a cluster.
     """
-    kernel = functools.partial(_block_partial, func=func, ndim=x.ndim, kwargs=kwargs or {})
-    chunks = tuple((1,) * len(c) for c in x.chunks) + ((size,),)
-    partials = x.map_blocks(kernel, chunks=chunks, new_axis=x.ndim, dtype=dtype,
-                            meta=np.empty((0,) * (x.ndim + 1), dtype=dtype))
-    return partials.sum(axis=tuple(range(x.ndim)), split_every=split_every, dtype=dtype)
+    g = Graph("partials", x)
+    leaves = [g.task("partial", idx, _block_partial, (x.name, *idx), kernel=func,
+                     kwargs=kwargs or {}) for idx in np.ndindex(*x.numblocks)]
+    root = tree(g, "sum", leaves, _added, split_every=split_every)
+    g.task("total", (0,), _as_dtype, root, dtype=np.dtype(dtype))
+    return g.array("total", ((int(size),),), dtype)
+
+
+def _as_dtype(value, *, dtype):
+    return np.asarray(value).astype(dtype, copy=False)
 
 
 def rechunk_for_depth(x: da.Array, depth: Sequence[int]) -> da.Array:
@@ -66,24 +98,11 @@ def rechunk_for_depth(x: da.Array, depth: Sequence[int]) -> da.Array:
             else:
                 merged.append(s)
         if len(merged) > 1 and merged[-1] < d:
-            merged[-2] += merged.pop()
+            last = merged.pop()  # pop first: merged[-2] += merged.pop() writes the wrong slot
+            merged[-1] += last
         new_chunks.append(tuple(merged))
         changed = True
     return x.rechunk(tuple(new_chunks)) if changed else x
-
-
-def band(index: Sequence[int], grid: Sequence[int], parts: int) -> int:
-    """Which of ``parts`` contiguous raster-order bands of a chunk grid holds block ``index``.
-
-    Bands differ in size by at most one chunk; a chunk's neighbours along
-    the last axes share its band, and along the first axis they do except at
-    the ``parts - 1`` seams.
-    """
-    linear, total = 0, 1
-    for i, g in zip(index, grid):
-        linear = linear * int(g) + int(i)
-        total *= int(g)
-    return min(linear * parts // total, parts - 1)
 
 
 _LOCAL_SCHEDULERS = ("threads", "threading", "sync", "synchronous", "single-threaded")
@@ -334,17 +353,24 @@ class Padded:
     def __getitem__(self, window) -> np.ndarray:
         window = tuple(slice(*w.indices(n)[:2]) for w, n in zip(window, self.shape))
         out = np.empty(tuple(w.stop - w.start for w in window), dtype=self.dtype)
+        origin = tuple(w.start for w in window)
         for (dst, src, face), part in zip(self.placements, self.parts):
-            d, s = [], []
-            for dd, ss, w in zip(dst, src, window):
-                lo, hi = max(dd.start, w.start), min(dd.stop, w.stop)
-                if lo >= hi:
-                    break
-                d.append(slice(lo - w.start, hi - w.start))
-                s.append(slice(ss.start + lo - dd.start, ss.start + hi - dd.start))
-            else:
-                out[tuple(d)] = (part[face] if face is not None else part)[tuple(s)]
+            piece = (part[face] if face is not None else part)[src]  # a view
+            paste(out, origin, piece, tuple(d.start for d in dst))
         return out
+
+
+def paste(out: np.ndarray, origin, piece: np.ndarray, start) -> None:
+    """Copy into ``out`` (whose first pixel is at ``origin``) the part of ``piece`` (first
+    pixel at ``start``, same coordinates) that overlaps it."""
+    dst, src = [], []
+    for o, n, s, m in zip(origin, out.shape, start, piece.shape):
+        lo, hi = max(o, s), min(o + n, s + m)
+        if lo >= hi:
+            return
+        dst.append(slice(lo - o, hi - o))
+        src.append(slice(lo - s, hi - s))
+    out[tuple(dst)] = piece[tuple(src)]
 
 
 def on_padded(*parts, kernel: Callable, layout: dict, kwargs: dict, whole: bool = True,

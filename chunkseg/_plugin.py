@@ -63,7 +63,7 @@ class Placement(SchedulerPlugin):
             return
         import numpy as np
 
-        from ._graph import band
+        from ._layout import band
 
         layers: dict = {}
         for key in tasks:

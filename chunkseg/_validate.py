@@ -9,6 +9,11 @@ class InputError(ValueError):
     """Input chunkseg cannot work on; the message names the problem and the fix."""
 
 
+class HaloTooSmallError(ValueError):
+    """The objects in the data reach farther than the halo allows (names the chunk and a halo
+    that would do)."""
+
+
 class ChunkReadError(RuntimeError):
     """An input chunk could not be read (corrupt or missing); names the chunk and the store."""
 
@@ -33,12 +38,44 @@ def check_image_array(shape, dtype, *, name: str = "image") -> None:
 
 
 def check_int(name: str, value, *, minimum: int = 1) -> int:
-    """An integer parameter of at least ``minimum``; ``name`` as the message shows it."""
+    """An integer parameter of at least ``minimum``; ``name`` is the Python parameter.
+
+    Messages name parameters in backticks (```min_size```); the CLI shows
+    each as its flag (``--min-size``).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         what = ("a positive integer" if minimum == 1 else
                 "a non-negative integer" if minimum == 0 else f"an integer of at least {minimum}")
-        raise InputError(f"{name} must be {what}, got {value!r}")
+        raise InputError(f"`{name}` must be {what}, got {value!r}")
     return int(value)
+
+
+def check_sampling(sampling, ndim: int, *, name: str = "sampling"):
+    """Voxel spacing: one positive finite number per axis (or one for all); None where the
+    grid is isotropic (every pipeline step then takes its exact integer path)."""
+    if sampling is None:
+        return None
+    try:
+        values = np.broadcast_to(np.asarray(sampling, dtype=float), (ndim,))
+    except (TypeError, ValueError):
+        raise InputError(f"`{name}` must be {ndim} positive numbers (or one), got "
+                         f"{sampling!r}") from None
+    sampling = tuple(float(s) for s in values)
+    if not all(s > 0 and np.isfinite(s) for s in sampling):
+        raise InputError(f"`{name}` must be positive and finite, got {sampling}")
+    return None if len(set(sampling)) == 1 and sampling[0] == 1.0 else sampling
+
+
+def check_classes(method, threshold, classes) -> None:
+    """``classes`` belongs to class maps: method threshold with multiotsu."""
+    if classes is None:
+        if threshold == "multiotsu" and method != "threshold":
+            raise InputError("multiotsu gives a class map: use `method` threshold (with "
+                             "`classes` N)")
+        return
+    if threshold != "multiotsu" or method != "threshold":
+        raise InputError("`classes` goes with `method` threshold and `threshold` multiotsu")
+    check_int("classes", classes, minimum=2)
 
 
 def check_numeric_for_threshold(dtype, *, name: str = "image") -> None:

@@ -1,20 +1,28 @@
 """Command-line interface: thin commands over the public API and run.py.
 
-Every command returns an exit code: 0 on success, 2 on bad input (one line on
-stderr naming the problem and the fix, no traceback, nothing written).
+Every command returns an exit code: 0 on success; 2 on bad input (one line on
+stderr naming the problem and the fix, no traceback, nothing written); 1 when
+a run fails on the way (a damaged input chunk, a halo the objects outgrow),
+and 1 with "internal error" for anything else (a bug: the traceback with -v).
+Library messages name Python parameters in backticks (```min_size```); the
+CLI shows each as its flag (``--min-size``), from one table built from the
+parser (:func:`_flag_table`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import re
 import sys
+import traceback
 import warnings
 
 import numpy as np
 
 from . import __version__
-from ._validate import ChunkReadError
+from ._validate import ChunkReadError, HaloTooSmallError, InputError
 
 log = logging.getLogger("chunkseg")
 
@@ -55,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="shape, dtype, chunks, levels and channels of an image")
     p.add_argument("path", metavar="PATH")
+    p.add_argument("--level", type=int, default=0, help="resolution level (default 0)")
     _add_common(p)
-    p.set_defaults(func=cmd_info)
+    p.set_defaults(func=cmd_info, parser=p)
 
     p = sub.add_parser("threshold", help="print a global threshold, as scikit-image computes it")
     p.add_argument("path", metavar="PATH")
@@ -65,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, default=3, help="classes for multiotsu (default 3)")
     _add_image_options(p)
     _add_common(p)
-    p.set_defaults(func=cmd_threshold)
+    p.set_defaults(func=cmd_threshold, parser=p)
 
     p = sub.add_parser("segment", help="segment nuclei into an OME-Zarr label image")
     p.add_argument("input", metavar="INPUT")
@@ -76,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     _add_common(p)
-    p.set_defaults(func=cmd_segment)
+    p.set_defaults(func=cmd_segment, parser=p)
 
     p = sub.add_parser("measure", help="measure every object of a label store into a table "
                        "(CSV or Parquet, scikit-image's regionprops column names)")
@@ -93,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     _add_image_options(p)
     _add_common(p)
-    p.set_defaults(func=cmd_measure)
+    p.set_defaults(func=cmd_measure, parser=p)
 
     p = sub.add_parser("preview", help="a downsampled PNG of a label output (random colours "
                        "over the grey image)")
@@ -105,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--z", type=int, default=None, help="plane of a 3D stack (default: the middle)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.png if it exists")
     _add_common(p)
-    p.set_defaults(func=cmd_preview)
+    p.set_defaults(func=cmd_preview, parser=p)
 
     p = sub.add_parser("compare", help="count (and optionally write) where two masks or class maps differ")
     p.add_argument("a", metavar="MASK_A")
@@ -113,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIFF", help="write the disagreement as a uint8 mask")
     p.add_argument("--overwrite", action="store_true", help="replace DIFF if it exists")
     _add_common(p)
-    p.set_defaults(func=cmd_compare)
+    p.set_defaults(func=cmd_compare, parser=p)
 
     p = sub.add_parser("demo", help="segment a bundled real nuclei mosaic (CC0) and print the summary")
     p.add_argument("directory", metavar="DIR", nargs="?", default="chunkseg-demo",
@@ -121,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default="threads", help="threads, processes or an address")
     p.add_argument("--workers", type=int, default=None)
     _add_common(p)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, parser=p)
     return parser
 
 
@@ -196,7 +205,7 @@ def _add_segment_options(p) -> None:
 def cmd_info(args) -> int:
     from .io import inspect_image
 
-    print(inspect_image(args.path).summary())
+    print(inspect_image(args.path, level=args.level).summary())
     return 0
 
 
@@ -212,43 +221,45 @@ def cmd_threshold(args) -> int:
     from .threshold import METHODS, threshold
 
     if args.method not in METHODS:
-        raise ValueError(f"unknown threshold method {args.method!r}; choose one of {', '.join(METHODS)}")
+        raise InputError(f"unknown threshold `method` {args.method!r}; choose one of {', '.join(METHODS)}")
     kwargs = {"classes": args.classes} if args.method == "multiotsu" else {}
     image = open_image(args.path, level=args.level, channel=args.channel)
     print(_format_number(threshold(image, args.method, **kwargs)))
     return 0
 
 
-def cmd_segment(args) -> int:
-    from .run import run_segment
+def _options(cls, args, **overrides):
+    """The options object of a command from its arguments (the parser names are its fields)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if getattr(args, "quiet", False):
+        values["progress"] = False
+    values.update(overrides)
+    return cls(**values)
 
+
+def cmd_segment(args) -> int:
+    from .options import SegmentOptions
+    from .run import plan_segment, run_segment
+
+    overrides = {}
     if args.scheduler_file:
-        args.scheduler = f"file:{args.scheduler_file}"
-    report = run_segment(
-        args.input, args.output, level=args.level, channel=args.channel, method=args.method,
-        threshold=args.threshold, smooth=args.smooth, background=args.background,
-        classes=args.classes, min_distance=args.min_distance,
-        footprint=args.footprint, spacing=args.spacing, halo=args.halo, chunks=args.chunks,
-        scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
-        min_size=args.min_size, connectivity=args.connectivity, table=args.table,
-        into_input=args.into_input, dry_run=args.dry_run,
-        progress=False if getattr(args, "quiet", False) else args.progress,
-        report=False if args.no_report else args.report,
-        threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
-        resume=args.resume, missing_chunks=args.missing_chunks,
-    )
-    print(report.summary())
+        overrides["scheduler"] = f"file:{args.scheduler_file}"
+    if args.no_report:
+        overrides["report"] = False
+    options = _options(SegmentOptions, args, **overrides)
+    if args.dry_run:
+        print(plan_segment(args.input, args.output, options).summary())
+        return 0
+    print(run_segment(args.input, args.output, options).summary())
     return 0
 
 
 def cmd_measure(args) -> int:
+    from .options import MeasureOptions
     from .run import run_measure
 
-    props = args.properties.split(",") if args.properties else None
-    table = run_measure(args.labels, args.output, image=args.image, spacing=args.spacing,
-                        properties=props, level=args.level, channel=args.channel,
-                        overwrite=args.overwrite, scheduler=args.scheduler, workers=args.workers,
-                        progress=False if getattr(args, "quiet", False) else None)
+    table = run_measure(args.labels, args.output, _options(MeasureOptions, args))
     print(f"{len(table)} objects, {len(table.columns)} columns -> {args.output}")
     return 0
 
@@ -259,7 +270,7 @@ def cmd_preview(args) -> int:
     from .preview import preview
 
     if Path(args.output).exists() and not args.overwrite:
-        raise ValueError(f"output {args.output} exists; pass --overwrite to replace it")
+        raise InputError(f"output {args.output} exists; pass `overwrite` to replace it")
     rgb = preview(args.labels, args.output, image=args.image, max_size=args.max_size, z=args.z,
                   channel=args.channel)
     print(f"{rgb.shape[1]}x{rgb.shape[0]} preview -> {args.output}")
@@ -267,10 +278,10 @@ def cmd_preview(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from .options import CompareOptions
     from .run import run_compare
 
-    differ, total = run_compare(args.a, args.b, out=args.out, overwrite=args.overwrite,
-                                progress=False if getattr(args, "quiet", False) else None)
+    differ, total = run_compare(args.a, args.b, _options(CompareOptions, args))
     print(f"{differ} of {total} pixels differ ({100 * differ / total:.4f}%)"
           + (f" -> {args.out}" if args.out else ""))
     return 0
@@ -306,6 +317,37 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 
 
+#: Python names whose flag is not the parameter's own name (the rest come from the parser).
+_RENAMED = {"sampling": "spacing", "max_label": "min-size"}
+
+
+def _flag_table(parser: argparse.ArgumentParser) -> dict:
+    """Python parameter -> how this command's line spells it (``--min-distance``, ``OUTPUT``)."""
+    flags = {}
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs:
+            flags.setdefault(action.dest, longs[0])
+        elif not action.option_strings and action.dest not in ("help", "command"):
+            flags.setdefault(action.dest, action.metavar or action.dest.upper())
+    for name, dest in _RENAMED.items():
+        if dest in flags:
+            flags.setdefault(name, flags[dest])
+    if "missing_chunks" not in flags:
+        flags["missing_chunks"] = "--missing-chunks (of chunkseg segment)"
+    return flags
+
+
+def _translate(message: str, flags: dict) -> str:
+    """A library message with each ```parameter``` shown as this command's flag."""
+    return re.sub(r"`([a-z_]+)`", lambda m: flags.get(m[1], f"`{m[1]}`"), message)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -317,24 +359,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    flags = _flag_table(args.parser)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             code = args.func(args)
         for w in caught:
             if issubclass(w.category, UserWarning) and not getattr(args, "quiet", False):
-                print(f"chunkseg: warning: {w.message}", file=sys.stderr)
+                print(f"chunkseg: warning: {_translate(str(w.message), flags)}", file=sys.stderr)
         return code
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        print(f"chunkseg: error: {message}", file=sys.stderr)
+    except InputError as exc:  # bad input: found before any work
+        print(f"chunkseg: error: {_translate(_one_line(exc), flags)}", file=sys.stderr)
         return 2
-    except ChunkReadError as exc:
-        print(f"chunkseg: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("chunkseg: interrupted", file=sys.stderr)
         return 130
+    except (ChunkReadError, HaloTooSmallError) as exc:  # the run failed on the way, and says why
+        print(f"chunkseg: error: {_translate(_one_line(exc), flags)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # anything else is chunkseg's fault, not the user's
+        if args.verbose:
+            traceback.print_exc()
+        print(f"chunkseg: internal error: {type(exc).__name__}: {_one_line(exc)} (run with -v "
+              "for the traceback, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,15 +10,15 @@ import os
 
 import dask
 
-from ._validate import check_int
+from ._validate import InputError, check_int
 
 log = logging.getLogger(__name__)
 
-__all__ = ["scheduler"]
+__all__ = ["check_scheduler", "scheduler"]
 
 
 def _check_workers(workers) -> int | None:
-    return None if workers is None else check_int("`workers`", workers)
+    return None if workers is None else check_int("workers", workers)
 
 
 class _Expected(logging.Filter):
@@ -163,14 +163,40 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
             except Exception as exc:
                 log.debug("closing local cluster: %s: %s", type(exc).__name__, exc)
         return
-    if spec.startswith("file:"):
-        with Client(scheduler_file=spec[len("file:"):]) as client, _placed(client):
-            yield client
-        return
-    if "://" not in spec and ":" not in spec:
-        raise ValueError(
-            f"unknown scheduler {spec!r}; use threads, processes, tcp://HOST:PORT or file:PATH"
-        )
-    with Client(spec, timeout="30s") as client, _placed(client):
+    check_scheduler(spec)
+    with _joined(spec) as client, _placed(client):
         log.info("joined scheduler %s", spec)
+        yield client
+
+
+def check_scheduler(spec) -> str:
+    """``threads``, ``processes``, an address (``tcp://HOST:PORT``) or ``file:PATH``."""
+    if not isinstance(spec, str) or not (spec in ("threads", "processes") or spec.startswith("file:")
+                                         or "://" in spec or ":" in spec):
+        raise InputError(f"unknown `scheduler` {spec!r}; use threads, processes, "
+                         "tcp://HOST:PORT or file:PATH")
+    if spec.startswith("file:") and not os.path.exists(spec[len("file:"):]):
+        raise InputError(f"scheduler file {spec[len('file:'):]} not found; start the scheduler "
+                         "with that file (`dask scheduler --scheduler-file`), or give its address")
+    return spec
+
+
+#: How long joining a scheduler may take before the address counts as wrong (seconds).
+CONNECT_TIMEOUT = 5
+
+
+@contextlib.contextmanager
+def _joined(spec: str):
+    """A client of the scheduler at ``spec``; one clear error where none answers in time."""
+    from distributed import Client
+
+    where = {"scheduler_file": spec[len("file:"):]} if spec.startswith("file:") \
+        else {"address": spec}
+    try:
+        client = Client(**where, timeout=f"{CONNECT_TIMEOUT}s")
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"no dask scheduler answers at {spec} within {CONNECT_TIMEOUT} s "
+                         f"({type(exc).__name__}); start one (`dask scheduler`) or check the "
+                         "address") from None
+    with client:
         yield client

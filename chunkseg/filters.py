@@ -66,7 +66,7 @@ def gaussian(image, sigma) -> da.Array:
 def median(image, size: int) -> da.Array:
     """``scipy.ndimage.median_filter(image, size, mode="reflect")``, chunked (dtype kept)."""
     x = _graph.as_dask(image)
-    size = check_int("median size", size)
+    size = check_int("size", size)
     depth = (size // 2,) * x.ndim
     return _overlap(x, functools.partial(_median_block, size=size), depth, x.dtype)
 
@@ -79,7 +79,7 @@ def background_subtract(image, sigma) -> da.Array:
     return _overlap(x, functools.partial(_background_block, sigma=sig), depth, np.float64)
 
 
-def parse_filter(spec, *, option: str = "--smooth"):
+def parse_filter(spec, *, name: str = "smooth"):
     """``"gaussian:SIGMA"``, ``"median:SIZE"`` or a bare number (a Gaussian sigma)."""
     if spec is None:
         return None
@@ -92,23 +92,23 @@ def parse_filter(spec, *, option: str = "--smooth"):
     try:
         if kind == "gaussian" and value:
             return ("gaussian", float(value))
-        if kind == "median" and value and option == "--smooth":
+        if kind == "median" and value and name == "smooth":
             return ("median", int(value))
         if not value:
             return ("gaussian", float(kind))
     except ValueError:
         pass
-    allowed = "gaussian:SIGMA or median:SIZE" if option == "--smooth" else "gaussian:SIGMA"
-    raise InputError(f"{option} must be {allowed}, got {text!r}")
+    allowed = "gaussian:SIGMA or median:SIZE" if name == "smooth" else "gaussian:SIGMA"
+    raise InputError(f"`{name}` must be {allowed}, got {text!r}")
 
 
 def prefilter(image: da.Array, *, smooth=None, background=None) -> da.Array:
     """Background subtraction, then smoothing, as a lazy chunked image."""
     x = image
-    bg = parse_filter(background, option="--background")
+    bg = parse_filter(background, name="background")
     if bg is not None:
         if bg[0] != "gaussian":
-            raise InputError(f"--background must be gaussian:SIGMA, got {background!r}")
+            raise InputError(f"`background` must be gaussian:SIGMA, got {background!r}")
         x = background_subtract(x, bg[1])
     sm = parse_filter(smooth)
     if sm is not None:
@@ -127,7 +127,7 @@ def parse_threshold(spec):
     if not (isinstance(spec, str) and spec.startswith("local")):
         return spec
     parts = spec.split(":")
-    usage = f"--threshold local:BLOCK[:OFFSET[:METHOD]] (odd BLOCK, METHOD {'/'.join(_LOCAL_METHODS)}), got {spec!r}"
+    usage = f"`threshold` must be local:BLOCK[:OFFSET[:METHOD]] (odd BLOCK, METHOD {'/'.join(_LOCAL_METHODS)}), got {spec!r}"
     if len(parts) < 2 or len(parts) > 4 or parts[0] != "local":
         raise InputError(usage)
     try:

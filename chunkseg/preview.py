@@ -12,7 +12,8 @@ from pathlib import Path
 import dask
 import numpy as np
 
-from . import io as _io
+from ._layout import level_steps
+from .io import readers
 from ._validate import InputError, check_int
 
 __all__ = ["preview", "label_colours"]
@@ -48,7 +49,7 @@ def _plane(x, z):
     if x.ndim == 3:
         z = x.shape[0] // 2 if z is None else z
         if not 0 <= z < x.shape[0]:
-            raise InputError(f"--z {z} is outside the stack (0..{x.shape[0] - 1})")
+            raise InputError(f"`z` {z} is outside the stack (0..{x.shape[0] - 1})")
         return x[z]
     return x
 
@@ -67,17 +68,17 @@ def preview(labels, out=None, *, image=None, max_size: int = 2048, z: int | None
 
     Returns the RGB picture as a uint8 array.
     """
-    max_size = check_int("--max-size", max_size, minimum=16)
+    max_size = check_int("max_size", max_size, minimum=16)
     if out is not None and not str(out).lower().endswith(".png"):
         raise InputError(f"preview {out} must end in .png")
-    full = _io.open_labels(labels)  # checks presence and completeness
-    levels = _io.label_levels(labels)
+    full = readers.open_labels(labels)  # checks presence and completeness
+    levels = readers.label_levels(labels)
     level = _pick_level(levels, max_size)
     shapes = [x.shape for x in levels[: level + 1]]
-    strides = np.prod([(1,) * full.ndim] + _io._level_steps(shapes), axis=0)  # level 0 -> level
+    strides = np.prod([(1,) * full.ndim] + level_steps(shapes), axis=0)  # level 0 -> level
     if full.ndim == 3 and z is not None:
         if not 0 <= z < full.shape[0]:
-            raise InputError(f"--z {z} is outside the stack (0..{full.shape[0] - 1})")
+            raise InputError(f"`z` {z} is outside the stack (0..{full.shape[0] - 1})")
         z = z // int(strides[0])
     lab = _plane(levels[level], z)
     step = max(1, -(-max(lab.shape) // max_size))
@@ -85,9 +86,9 @@ def preview(labels, out=None, *, image=None, max_size: int = 2048, z: int | None
     total = [int(s) * step for s in strides[-2:]]  # level-0 pixels per preview pixel
     im = None
     if image is not None:
-        im = _io.open_image(image, channel=channel)
+        im = readers.open_image(image, channel=channel)
         if im.shape != full.shape:
-            raise InputError(f"--image (shape {im.shape}) must have the shape of the labels "
+            raise InputError(f"`image` (shape {im.shape}) must have the shape of the labels "
                              f"({full.shape})")
         zi = None if full.ndim == 2 else (z if z is None else z * int(strides[0]))
         if full.ndim == 3 and zi is None:

@@ -9,15 +9,17 @@ chunk gets back only the entries of its own values.
 
 from __future__ import annotations
 
+import dask
 import dask.array as da
 import numpy as np
 from dask.graph_manipulation import bind
 
 from . import _graph
 from ._kernels import components as _cc
+from ._layout import label_dtype
 from ._validate import InputError, check_image_array, check_int
 
-__all__ = ["clear_border", "relabel_sequential", "remove_small_objects"]
+__all__ = ["clear_border", "relabel_sequential", "remove_small_objects", "renumber"]
 
 _MAX_BUCKETS = 16
 
@@ -121,9 +123,10 @@ def _chunk_parts(g, x, edges):
 
 
 def _bucket_tasks(g, split, nblocks, nbuckets):
+    """Per bucket, its rows of every chunk merged in a tree (no task waits for every chunk)."""
     return [
-        g.task("bucket", (k,), _merge_bucket,
-               *[g.task("piece", idx + (k,), _graph.getitem, split[idx], k) for idx in np.ndindex(*nblocks)])
+        _graph.tree(g, f"bucket{k}", [g.task("piece", idx + (k,), _graph.getitem, split[idx], k)
+                                      for idx in np.ndindex(*nblocks)], _merge_bucket)
         for k in range(nbuckets)
     ]
 
@@ -145,15 +148,20 @@ def _apply(g, x, tables, split, nbuckets, dtype):
 
 
 def _buckets(x, max_value=None):
-    if max_value is None:
+    if x.dtype.kind == "i":  # signed: negative ids would be numbered by chunk, so refuse them
+        lo = x.min()
+        lo, max_value = dask.compute(lo, x.max()) if max_value is None else (lo.compute(), max_value)
+        if lo < 0:
+            raise InputError(f"`labels` has negative values (the smallest is {int(lo)}); label "
+                             "ids are 0 (background) or positive")
+        max_value = int(max_value)
+    elif max_value is None:
         max_value = int(x.max().compute())
     nbuckets = max(1, min(_MAX_BUCKETS, int(np.prod(x.numblocks)), max_value))
     return max_value, nbuckets, _bucket_edges(max_value, nbuckets)
 
 
 def _filtered(x, rule, border=None, max_value=None, g=None):
-    from .segment import label_dtype
-
     max_value, nbuckets, edges = _buckets(x, max_value)
     dtype = label_dtype(max_value)
     g = g or _graph.Graph("filter", x)
@@ -178,7 +186,7 @@ def remove_small_objects(labels, min_size: int, *, max_label: int | None = None)
     saves one pass over the data.
     """
     x = check_labels(labels)
-    min_size = check_int("`min_size`", min_size, minimum=0)
+    min_size = check_int("min_size", min_size, minimum=0)
     return _filtered(x, ("min_size", min_size), max_value=max_label)
 
 
@@ -225,16 +233,35 @@ def _resolve_bucket(bucket, offsets, *slab_sorted, shape, slab_stops):
     return values, new
 
 
-def relabel_sequential(labels) -> da.Array:
-    """Any label image to ids 1..N in raster order of each label's first pixel.
+def relabel_sequential(labels):
+    """``skimage.segmentation.relabel_sequential(labels)``, chunked: ids 1..N in value order.
+
+    Returns ``(relabeled, forward_map, inverse_map)`` as scikit-image does:
+    the relabeled image (lazy; ``uint32``, ``uint64`` past 2**32 - 1 labels,
+    where scikit-image keeps the input's dtype when it fits) and the two maps
+    (scikit-image's own ``ArrayMap`` objects, computed now: one entry per
+    label). 0 stays 0; negative values are refused. For ids by first pixel
+    instead (as :func:`chunkseg.label` numbers them), see :func:`renumber`.
+    """
+    from skimage.segmentation import relabel_sequential as sk_relabel
+
+    x = check_labels(labels)
+    relabeled = _filtered(x, ("all",))
+    values = da.unique(x).compute()  # one value per label: small per object
+    if not len(values) or values[0] != 0:
+        values = np.concatenate([np.zeros(1, dtype=values.dtype), values])
+    _, forward, inverse = sk_relabel(values)
+    return relabeled, forward, inverse
+
+
+def renumber(labels) -> da.Array:
+    """Any label image to ids 1..N in raster order of each label's first pixel (lazy).
 
     Pixels with the same value keep one id (even if the value occurs in
-    separate places); 0 stays 0. Equals
-    ``skimage.segmentation.relabel_sequential`` when the input ids already
-    follow that order, and otherwise renumbers by first pixel.
+    separate places); 0 stays 0; negative values are refused. The order of
+    :func:`chunkseg.label` and of the watershed's seeds; for value order
+    (scikit-image's), see :func:`relabel_sequential`.
     """
-    from .segment import label_dtype
-
     x = check_labels(labels)
     max_value, nbuckets, edges = _buckets(x)
     dtype = label_dtype(max_value)

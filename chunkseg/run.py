@@ -1,4 +1,10 @@
-"""One end-to-end run: open -> threshold -> seeds -> watershed -> write -> report."""
+"""One end-to-end run, in steps: open (and check) -> build -> write -> measure -> report.
+
+:func:`run_segment` takes a :class:`~chunkseg.options.SegmentOptions` (or its
+fields as keywords); :func:`plan_segment` says what that run would do,
+computing nothing. Every check happens in the open step, before a cluster
+starts or a pixel is read.
+"""
 
 from __future__ import annotations
 
@@ -16,33 +22,22 @@ import dask.array as da
 import numpy as np
 
 from . import __version__
-from . import io as _io
+from . import pyramid
 from . import table as _measure
+from ._layout import level_steps
 from ._monitor import PeakMemory
 from ._monitor import progress as _progress
+from ._validate import InputError, check_sampling
 from .cluster import placement_on
 from .cluster import scheduler as _scheduler
-from .filters import describe_threshold, parse_filter, parse_threshold
-from .segment import (
-    METHODS_SEGMENT,
-    _check_positive,
-    _check_sampling,
-    check_classes,
-    classify,
-    _foreground,
-    find_seeds,
-    foreground,
-    fractions,
-    remove_small,
-    threshold_value,
-    watershed,
-)
-from .stitch import label_with_count
-from ._validate import InputError, check_int
+from .filters import describe_threshold
+from .io import readers, resume, store, writers
+from .options import CompareOptions, MeasureOptions, SegmentOptions
+from .segment import Seeds, Segmentation, build
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SegmentReport", "run_segment"]
+__all__ = ["Plan", "SegmentReport", "plan_segment", "run_compare", "run_measure", "run_segment"]
 
 
 @dataclasses.dataclass
@@ -202,7 +197,7 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
             # the seed pass measures the largest distance; until then assume objects of
             # about twice the seed spacing (a retry doubles the halo when they are larger)
             h = watershed_halo(2.0 * min_distance, min_distance, sampling, image.ndim)
-            note = "auto: measured in the seed pass; estimated from --min-distance"
+            note = "auto: measured in the seed pass; estimated from `min_distance`"
         else:
             h = (int(halo),) * image.ndim
             note = "given"
@@ -242,267 +237,263 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
                 memory_per_worker=int(memory), output=str(output), kept_levels=kept)
 
 
-def _parse_chunks(chunks, ndim: int):
-    if chunks is None:
-        return None
-    if isinstance(chunks, str):
-        try:
-            chunks = tuple(int(c) for c in chunks.split(","))
-        except ValueError:
-            raise InputError(f"--chunks must be N or Z,Y,X integers, got {chunks!r}") from None
-    if isinstance(chunks, int):
-        chunks = (chunks,)
-    chunks = tuple(chunks)
-    if len(chunks) == 1:
-        chunks = chunks * ndim
-    if len(chunks) != ndim or any(c < 1 for c in chunks):
-        raise InputError(f"--chunks must be {ndim} positive integers (or one), got {chunks}")
-    return chunks
+
+def _options(cls, options, kwargs):
+    if options is None:
+        return cls(**kwargs)
+    if not isinstance(options, cls):
+        raise TypeError(f"`options` must be a {cls.__name__}, got {type(options).__name__}")
+    return options.replace(**kwargs) if kwargs else options
 
 
-def run_segment(input, output, *, level: int = 0, channel=None, method: str = "watershed",
-                threshold="otsu", smooth=None, background=None, min_distance: int = 10,
-                footprint: int = 3, spacing=None, halo="auto", chunks=None,
-                scheduler: str = "threads", workers: int | None = None, overwrite: bool = False,
-                min_size: int = 0, connectivity: int = 1, classes: int | None = None,
-                table=None, into_input: str | None = None, dry_run: bool = False,
-                progress: bool | None = None, report: str | bool | None = None,
-                threads_per_worker: int = 1, memory_limit: str | None = "auto",
-                resume: bool = False, missing_chunks: str = "error"):
+@dataclasses.dataclass
+class _Job:
+    """A checked run: the opened image (rechunked), where it goes, and what it records."""
+
+    input: object
+    output: Path
+    options: SegmentOptions
+    image: da.Array
+    info: readers.ImageInfo
+    axes: str
+    sampling: tuple | None
+    ngff: str
+    report_path: Path | None
+    params: dict
+    #: (shape, scale) of every level of the OME-Zarr image the labels go into
+    image_levels: list | None = None
+
+    @property
+    def chunks(self) -> tuple:
+        return tuple(max(c) for c in self.image.chunks)
+
+
+def _open(input, output, opts: SegmentOptions) -> _Job:
+    """Step 1: open the input and check everything about the run; nothing is written."""
+    t0 = time.perf_counter()
+    opened = readers.read_image(input, level=opts.level, channel=opts.channel,
+                                missing_chunks=opts.missing_chunks)
+    image, info = opened.array, opened.info
+    chunks = opts.chunks
+    if chunks is not None:
+        if len(chunks) == 1:
+            chunks = chunks * image.ndim
+        if len(chunks) != image.ndim:
+            raise InputError(f"`chunks` must be {image.ndim} positive integers (or one), got "
+                             f"{chunks}")
+        image = image.rechunk(chunks)
+    sampling = check_sampling(opts.spacing, image.ndim, name="spacing")
+    ngff, image_levels = "0.5", None
+    if opts.into_input is not None:
+        if output is not None:
+            raise InputError("give either `output` or `into_input`, not both")
+        output, ngff = writers.labels_target(input, opts.into_input, image_format=info.format,
+                                             level=opts.level, overwrite=opts.overwrite,
+                                             resume=opts.resume)
+        image_levels = _image_levels(info, opened.axes)
+        level_steps([shape for shape, _ in image_levels])
+    elif output is None:
+        raise InputError("give an `output` path (or `into_input` for an OME-Zarr input)")
+    else:
+        writers.check_output_path(output, [input])
+    output = store.location(output)
+    writers.refuse_existing(output, "output", overwrite=opts.overwrite, resume=opts.resume)
+    if opts.table is not None:
+        _check_table_output(opts.table, opts.overwrite, [input, output])
+    report_path = None if opts.report is False else store.location(opts.report or
+                                                                  f"{output}.report.json")
+    if report_path is not None:
+        writers.refuse_existing(report_path, "report", overwrite=opts.overwrite or opts.resume)
+    where = store.resolved(input) if store.is_local(input) else "array"
+    params = dict(opts.params(input=where, chunks=tuple(max(c) for c in image.chunks),
+                              spacing=sampling), version=__version__)
+    if opts.resume:  # refused before any cluster starts when the output cannot be resumed
+        resume.check_resume(output, params, compare_fingerprint=False)
+    log.debug("opened %s in %.3f s", input, time.perf_counter() - t0)
+    return _Job(input=input, output=output, options=opts, image=image, info=info,
+                axes=opened.axes, sampling=sampling, ngff=ngff, report_path=report_path,
+                params=params, image_levels=image_levels)
+
+
+def _plan(job: _Job) -> Plan:
+    o = job.options
+    return make_plan(job.image, method=o.method, halo=o.halo, min_distance=o.min_distance,
+                     footprint=o.footprint, sampling=job.sampling, scheduler=o.scheduler,
+                     workers=o.workers, threads_per_worker=o.threads_per_worker,
+                     output=job.output)
+
+
+def plan_segment(input, output=None, options: SegmentOptions | None = None, **kwargs) -> Plan:
+    """What :func:`run_segment` would do (chunks, halo, tasks, memory), computing nothing."""
+    return _plan(_open(input, output, _options(SegmentOptions, options, kwargs)))
+
+
+def run_segment(input, output=None, options: SegmentOptions | None = None,
+                **kwargs) -> SegmentReport:
     """Segment ``input`` into a label store at ``output`` and report.
 
-    Everything is checked before any pixel is read; the output is marked
-    incomplete until its last chunk is written. ``dry_run`` returns the
-    :class:`Plan` instead, computing and writing nothing. ``progress``
-    shows a bar on stderr (None: when it is a terminal). ``report``: where
-    to write the JSON run report (default ``OUTPUT.report.json``; False:
-    none).
+    ``options`` is a :class:`~chunkseg.options.SegmentOptions`; its fields
+    may also be given as keywords (``min_distance=7``). Everything is checked
+    before any pixel is read; the output is marked incomplete until its last
+    chunk is written. The JSON run report goes to ``report`` (default
+    ``OUTPUT.report.json``; False: none).
     """
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if method not in METHODS_SEGMENT:
-        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS_SEGMENT)}")
-    min_size = check_int("--min-size", min_size, minimum=0)
-    min_distance = _check_positive("--min-distance", min_distance)
-    footprint = _check_positive("--footprint", footprint)
-    if halo != "auto":
-        halo = _check_positive("--halo", halo)
-    threshold = parse_threshold(threshold)
-    check_classes(method, threshold, classes)
-    parse_filter(smooth)
-    parse_filter(background, option="--background")
-    image, info, axes = _io.open_image_with_info(input, level=level, channel=channel,
-                                                 missing_chunks=missing_chunks)
-    chunks = _parse_chunks(chunks, image.ndim)
-    sampling = _check_sampling(spacing, image.ndim) if spacing is not None else None
-    ngff = "0.5"
-    if into_input is not None:
-        if output is not None:
-            raise InputError("give either OUTPUT or --into-input NAME, not both")
-        output, ngff = _io.labels_target(input, into_input, level=level, overwrite=overwrite,
-                                         resume=resume)
-        _io.check_pyramid([shape for shape, _ in _image_levels(info, axes)])
-    elif output is None:
-        raise InputError("give an OUTPUT path (or --into-input NAME for an OME-Zarr input)")
-    else:
-        _io.check_output_path(output, [input])
-    if resume and overwrite:
-        raise InputError("--resume finishes an output, --overwrite replaces it: pick one")
-    if Path(output).exists() and not overwrite and not resume:
-        raise InputError(f"output {output} exists; pass --overwrite to replace it, or --resume "
-                         "to finish an interrupted run")
-    if table is not None:
-        if method == "threshold":
-            raise InputError("--table measures objects: use it with --method watershed or label")
-        _check_table_output(table, overwrite, [input, output])
-    if chunks is not None:
-        image = image.rechunk(chunks)
-    timings["open"] = time.perf_counter() - t0
-    plan = make_plan(image, method=method, halo=halo, min_distance=min_distance,
-                     footprint=footprint, sampling=sampling, scheduler=scheduler, workers=workers,
-                     threads_per_worker=threads_per_worker, output=output)
-    if dry_run:
-        return plan
-    report_path = None if report is False else Path(report or f"{output}.report.json")
-    if report_path is not None and report_path.exists() and not (overwrite or resume):
-        raise InputError(f"report {report_path} exists; pass --overwrite to replace it")
-    out_chunks = tuple(max(c) for c in image.chunks)
-    params = {
-        "input": str(Path(input).resolve()), "level": level, "channel": channel,
-        "method": method,
-        "threshold": describe_threshold(threshold) if not isinstance(threshold, (int, float))
-        else float(threshold),
-        "smooth": None if smooth is None else str(smooth),
-        "background": None if background is None else str(background),
-        "min_distance": min_distance, "footprint": footprint, "classes": classes,
-        "min_size": min_size, "connectivity": connectivity,
-        "spacing": list(sampling) if sampling else None, "halo": halo,
-        "chunks": list(out_chunks), "version": __version__,
-    }
-    if resume:  # refused before any cluster starts when the output cannot be resumed
-        _io.check_resume(output, params, fingerprint=None)
+    job = _open(input, output, _options(SegmentOptions, options, kwargs))
+    plan = _plan(job)
+    timings = {"open": time.perf_counter() - t0}
     with PeakMemory() as memory, warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
-        result, objects = _run(
-            image, output, info=info, axes=axes, method=method, threshold=threshold,
-            smooth=smooth, background=background, classes=classes, min_distance=min_distance,
-            footprint=footprint, sampling=sampling, halo=halo, min_size=min_size,
-            connectivity=connectivity, table=table, into_input=into_input, ngff=ngff,
-            input=input, overwrite=overwrite, params=params, resume=resume, timings=timings,
-            scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
-            memory_limit=memory_limit, progress=progress)
+        report, objects = _execute(job, timings)
     for w in warned:  # recorded for the report, then passed on to the caller
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    result.peak_memory = memory.peak
-    result.plan = plan
-    result.warnings = [str(w.message) for w in warned]
-    if table is not None:
-        _measure.write_table(objects, table)
-    if report_path is not None:
-        report_path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-    _io.finish_output(output, objects=result.objects, threshold=result.threshold,
-                      fractions=result.fractions)
-    return result
+    report.peak_memory = memory.peak
+    report.plan = plan
+    report.warnings = [str(w.message) for w in warned]
+    if objects is not None:
+        writers.write_table(objects, job.options.table)
+    if job.report_path is not None:
+        writers.write_report(report.to_dict(), job.report_path)
+    writers.finish_output(job.output, objects=report.objects, threshold=report.threshold,
+                          fractions=report.fractions)
+    return report
 
 
-def _run(image, output, *, info, axes, method, threshold, smooth, background, classes,
-         min_distance, footprint, sampling, halo, min_size, connectivity, table, into_input,
-         ngff, input, overwrite, params, resume, timings, scheduler, workers,
-         threads_per_worker, memory_limit, progress):
-    """The computing part of :func:`run_segment` (checks done, output not yet touched)."""
-    seeds = None
-    count = None
-    count_delayed = None
-    parts = None
-    objects = None
+@dataclasses.dataclass
+class _Written:
+    """What the write step found: the level-0 array, chunks already there, counts."""
+
+    array: object
+    done: set
+    count: int | None
+    fractions: list | None
+    objects: object = None
+
+
+def _execute(job: _Job, timings: dict):
+    """Steps 2-5 on a scheduler: build, write (and measure), report."""
+    o = job.options
     with contextlib.ExitStack() as stack:
-        client = stack.enter_context(_scheduler(scheduler, workers=workers,
-                                                threads_per_worker=threads_per_worker,
-                                                memory_limit=memory_limit))
-        tasks = stack.enter_context(_progress(client, enabled=progress))
+        client = stack.enter_context(_scheduler(o.scheduler, workers=o.workers,
+                                                threads_per_worker=o.threads_per_worker,
+                                                memory_limit=o.memory_limit))
+        tasks = stack.enter_context(_progress(client, enabled=o.progress))
         # on the workers: only the two digests reach this process
-        params["input_fingerprint"] = _io.fingerprint(image, input)
-        state = _io.check_resume(output, params) if resume else None
+        job.params["input_fingerprint"] = resume.fingerprint(job.image, job.input)
+        state = resume.check_resume(job.output, job.params) if o.resume else None
         # an output being replaced is removed while the passes run (0.15 s for 32768^2)
         removed = None
-        if state is None and overwrite and Path(output).exists():
+        if state is None and o.overwrite and store.exists(job.output):
             removed = stack.enter_context(ThreadPoolExecutor(1)).submit(
-                _io.prepare_output, output, overwrite=True)
+                writers.prepare_output, job.output, overwrite=True)
+        seg = _build(job, state, timings)
         t = time.perf_counter()
-        if method == "threshold" and threshold == "multiotsu":
-            labels, tval = classify(image, classes=classes or 3, smooth=smooth, background=background)
-            nclasses = (classes or 3)
-        elif state is not None and state.threshold is not None:  # resumed: the value it used
-            tval = state.threshold
-            mask, _ = foreground(image, tval, smooth=smooth, background=background)
-            nclasses = 2
-        else:
-            # pending: the seed pass is submitted behind the histogram, no round trip between
-            mask, tval = _foreground(image, threshold, smooth, background,
-                                     pending=method == "watershed")
-            nclasses = 2
-        # a pending threshold is computed on the cluster while the seed pass waits for
-        # it: then its time counts in "seeds"
-        timings["threshold"] = time.perf_counter() - t
-        t = time.perf_counter()
-        if method == "watershed":
-            if state is not None and state.seeds is not None:
-                seeds = state.seeds
-            else:
-                seeds = find_seeds(mask, min_distance=min_distance, footprint=footprint,
-                                   sampling=sampling, halo=halo)
-            timings["seeds"] = time.perf_counter() - t
-            count = seeds.count
-            labels = watershed(mask, seeds, sampling=sampling, halo=halo,
-                               min_distance=min_distance)
-        elif method == "label":
-            labels, count_delayed = label_with_count(mask, connectivity=connectivity)
-        elif not (threshold == "multiotsu"):
-            labels = mask.astype(np.uint8)
-        if method == "threshold":
-            parts = fractions(labels, nclasses)
-        if count == 0:
-            warnings.warn("the threshold leaves no foreground: the label image is empty",
-                          stacklevel=2)
-        if min_size and method != "threshold":
-            if count is None:  # connected components: count them first (a cheap pass)
-                count = int(count_delayed.compute())
-                timings["components"] = time.perf_counter() - t
-            labels = remove_small(labels, min_size, count)
-            count = None  # known once written
-            count_delayed = None
-        tval = threshold_value(tval)
-        dtype = labels.dtype
-        t = time.perf_counter()
-        out_chunks = tuple(params["chunks"])
-        labels = labels.rechunk(out_chunks)
-        if state is None:
-            if removed is not None:
-                removed.result()
-            _io.prepare_output(output, overwrite=overwrite)
-            scale = info.scale[-image.ndim:] if info.scale else sampling
-            if into_input is not None:
-                _io.add_to_labels_group(input, into_input)
-            array = _io.create_labels(output, shape=labels.shape, chunks=out_chunks, dtype=dtype,
-                                      axes=axes, scale=scale, units=info.units, version=ngff,
-                                      source_image="../../" if into_input else None,
-                                      levels=_image_levels(info, axes) if into_input else None,
-                                      attrs={"params": params})
-            _io.save_state(output, threshold=None if isinstance(tval, tuple) else tval,
-                           seeds=seeds)
-            done = set()
-        else:
-            array = _io.label_array(output)
-            done = _io.done_blocks(output)
-        # a fresh run writes the pyramid in the same graph; a resumed one rebuilds it after
-        extra = [x for x in (count_delayed, parts) if x is not None]
-        measure_now = table is not None and not done
-        # labels used by nothing but their writes: each made inside its write task
-        store = _io.store_blocks(labels, array, output, skip=done, pyramid=not done,
-                                 fuse=not extra and not measure_now)
-        if measure_now:  # measured from the same label blocks as they are written
-            mg, roots = _measure.measure_graph(labels, image.rechunk(labels.chunks))
-            extra += [mg.delayed(k) for k in roots]
-        results = dask.compute(store, *extra)[1:]
-        if measure_now:
-            nroots = len(roots)
-            objects = _measure.table_from_parts(
-                results[-nroots:], _measure.check_properties(None, True), labels.ndim, sampling,
-                True)
-            results = results[:-nroots]
-        if count_delayed is not None:
-            count = int(results[0])
-        if parts is not None:
-            counts = np.asarray(results[-1], dtype=np.int64)
-            frac = (counts / counts.sum()).tolist()
-        else:
-            frac = None
-        if count is None and method != "threshold":  # after a size filter: N is the maximum
-            count = int(da.from_zarr(array).max().compute())
-        timings[f"{method}+write"] = time.perf_counter() - t
-        if table is not None and objects is None:  # resumed: measure what is now complete
+        written = _write(job, seg, state, removed)
+        timings[f"{o.method}+write"] = time.perf_counter() - t
+        if o.table is not None and written.objects is None:  # resumed: measure what is complete
             t = time.perf_counter()
-            objects = _measure.measure(da.from_zarr(array), image.rechunk(array.chunks),
-                                       spacing=sampling)
+            written.objects = _measure.measure(da.from_zarr(written.array),
+                                               job.image.rechunk(written.array.chunks),
+                                               spacing=job.sampling)
             timings["measure"] = time.perf_counter() - t
-        if done:
+        if written.done:
             t = time.perf_counter()
-            _io.write_pyramid(output)
+            pyramid.write_levels(writers.label_arrays(job.output))
             timings["pyramid"] = time.perf_counter() - t
-    nblocks = int(np.prod([-(-n // c) for n, c in zip(labels.shape, out_chunks)]))
-    result = SegmentReport(
-        output=str(output), method=method, objects=count,
+    return _report(job, seg, written, state, timings, tasks.total), written.objects
+
+
+def _build(job: _Job, state, timings: dict) -> Segmentation:
+    """Step 2: the lazy labels (the threshold and the seeds computed now, or kept)."""
+    o = job.options
+    seeds = state.seeds if state is not None else None
+    return build(job.image, method=o.method, threshold=o.threshold,
+                 min_distance=o.min_distance, footprint=o.footprint, sampling=job.sampling,
+                 halo=o.halo, smooth=o.smooth, background=o.background,
+                 connectivity=o.connectivity, min_size=o.min_size, classes=o.classes,
+                 known_threshold=state.threshold if state is not None else None,
+                 known_seeds=Seeds.from_record(seeds) if seeds is not None else None, count=True,
+                 timings=timings)
+
+
+def _create_output(job: _Job, seg: Segmentation, removed):
+    """A new, incomplete label group with the run's state; returns its arrays."""
+    if removed is not None:
+        removed.result()
+    writers.prepare_output(job.output, overwrite=job.options.overwrite)
+    into = job.options.into_input
+    scale = job.info.scale[-job.image.ndim:] if job.info.scale else job.sampling
+    if into is not None:
+        writers.add_to_labels_group(job.input, into)
+    writers.create_labels(job.output, shape=seg.labels.shape, chunks=job.chunks,
+                          dtype=seg.labels.dtype, axes=job.axes, scale=scale,
+                          units=job.info.units, version=job.ngff,
+                          source_image="../../" if into else None,
+                          levels=job.image_levels if into else None,
+                          attrs={"params": job.params})
+    tval = seg.threshold
+    resume.save_state(job.output, threshold=None if isinstance(tval, tuple) else tval,
+                      seeds=seg.seeds.to_record() if seg.seeds is not None else None)
+    return writers.label_arrays(job.output)
+
+
+def _write(job: _Job, seg: Segmentation, state, removed) -> _Written:
+    """Step 3 (and 4 where it can): write every chunk not yet written, with the pyramid in
+    the same graph on a fresh run, the count and the table measured from the same blocks."""
+    labels = seg.labels.rechunk(job.chunks)
+    if state is None:
+        arrays = _create_output(job, seg, removed)
+        done = set()
+    else:
+        arrays = writers.label_arrays(job.output)[:1]  # the pyramid is rebuilt afterwards
+        done = resume.done_blocks(job.output)
+    extra = [x for x in (seg.count_later, seg.class_counts) if x is not None]
+    measure_now = job.options.table is not None and not done
+    markers = resume.marker_paths(job.output, [i for i in np.ndindex(*labels.numblocks)
+                                               if i not in done])
+    # labels used by nothing but their writes: each made inside its write task
+    writes = pyramid.store_blocks(labels, arrays, write=writers.write_block, markers=markers,
+                                  skip=done, fuse=not extra and not measure_now)
+    if measure_now:  # measured from the same label blocks as they are written
+        mg, roots = _measure.measure_graph(labels, job.image.rechunk(labels.chunks))
+        extra += [mg.delayed(k) for k in roots]
+    results = list(dask.compute(writes, *extra)[1:])
+    objects = None
+    if measure_now:
+        parts, results = results[-len(roots):], results[:-len(roots)]
+        objects = _measure.table_from_parts(parts, _measure.check_properties(None, True),
+                                            labels.ndim, job.sampling, True)
+    count = seg.count
+    if seg.count_later is not None:
+        count = int(results.pop(0))
+    frac = None
+    if seg.class_counts is not None:
+        counts = np.asarray(results.pop(0), dtype=np.int64)
+        frac = (counts / counts.sum()).tolist()
+    if count is None and job.options.method != "threshold":  # after a size filter: N is the max
+        count = int(da.from_zarr(arrays[0]).max().compute())
+    return _Written(array=arrays[0], done=done, count=count, fractions=frac, objects=objects)
+
+
+def _report(job: _Job, seg: Segmentation, written: _Written, state, timings,
+            tasks) -> SegmentReport:
+    """Step 5: the numbers a user checks."""
+    seeds, tval = seg.seeds, seg.threshold
+    nblocks = int(np.prod([-(-n // c) for n, c in zip(job.image.shape, job.chunks)]))
+    return SegmentReport(
+        output=str(job.output), method=job.options.method, objects=written.count,
         threshold=describe_threshold(tval) if isinstance(tval, tuple) else np.asarray(tval).tolist(),
-        shape=tuple(labels.shape), chunks=out_chunks, dtype=str(dtype),
-        seed_halo=seeds.halo if seeds else None, watershed_halo=halo,
+        shape=tuple(job.image.shape), chunks=job.chunks, dtype=str(seg.labels.dtype),
+        seed_halo=seeds.halo if seeds else None, watershed_halo=job.options.halo,
         max_distance=seeds.max_distance if seeds else None,
-        undecided_seeds=seeds.undecided if seeds else 0, timings=timings, fractions=frac,
+        undecided_seeds=seeds.undecided if seeds else 0, timings=timings,
+        fractions=written.fractions,
         kept_distances=bool(seeds is not None and seeds.held is not None),
-        params=params, tasks=tasks.total,
-        resumed=None if state is None else {"already_written": len(done),
-                                            "written": nblocks - len(done), "chunks": nblocks},
+        params=job.params, tasks=tasks,
+        resumed=None if state is None else {"already_written": len(written.done),
+                                            "written": nblocks - len(written.done),
+                                            "chunks": nblocks},
     )
-    return result, objects
 
 
 def _image_levels(info, axes: str):
@@ -515,28 +506,27 @@ def _image_levels(info, axes: str):
 
 
 def _check_table_output(table, overwrite: bool, inputs) -> None:
-    _measure.check_table_path(table)
-    _io.check_output_path(table, inputs)
-    if Path(table).exists() and not overwrite:
-        raise InputError(f"table {table} exists; pass --overwrite to replace it")
+    writers.check_table_path(table)
+    writers.check_output_path(table, inputs)
+    writers.refuse_existing(table, "table", overwrite=overwrite)
 
 
-def run_measure(labels, output, *, image=None, spacing=None, properties=None, level: int = 0,
-                channel=None, overwrite: bool = False, scheduler: str = "threads",
-                workers: int | None = None, progress: bool | None = None):
+def run_measure(labels, output, options: MeasureOptions | None = None, **kwargs):
     """Measure a label store (and optionally an intensity image) into a CSV/Parquet table."""
-    _check_table_output(output, overwrite, [labels, image])
-    x = _io.open_labels(labels)
+    o = _options(MeasureOptions, options, kwargs)
+    _check_table_output(output, o.overwrite, [labels, o.image])
+    x = readers.open_labels(labels)
     im = None
-    if image is not None:
-        im = _io.open_image(image, level=level, channel=channel)
+    if o.image is not None:
+        im = readers.open_image(o.image, level=o.level, channel=o.channel)
         if im.shape != x.shape:
-            raise InputError(f"--image (shape {im.shape}) must have the shape of the labels "
-                             f"({x.shape}); pick the matching --level")
-    properties = _measure.check_properties(properties, im is not None)
-    with _scheduler(scheduler, workers=workers) as client, _progress(client, enabled=progress):
-        table = _measure.measure(x, im, properties=properties, spacing=spacing)
-    _measure.write_table(table, output)
+            raise InputError(f"`image` (shape {im.shape}) must have the shape of the labels "
+                             f"({x.shape}); pick the matching `level`")
+    properties = _measure.check_properties(o.properties, im is not None)
+    with _scheduler(o.scheduler, workers=o.workers) as client, \
+            _progress(client, enabled=o.progress):
+        table = _measure.measure(x, im, properties=properties, spacing=o.spacing)
+    writers.write_table(table, output)
     return table
 
 
@@ -551,41 +541,43 @@ def demo_input(directory) -> Path:
     tile = human_mitosis()
     mosaic = np.block([[tile, tile[:, ::-1]], [tile[::-1], tile[::-1, ::-1]]])
     directory.mkdir(parents=True, exist_ok=True)
-    return _io.write_mosaic(path, mosaic, (256, 256))
+    return writers.write_mosaic(path, mosaic, (256, 256))
 
 
-def run_compare(a, b, *, out=None, overwrite: bool = False,
-                progress: bool | None = None) -> tuple[int, int]:
+def _open_mask(path):
+    """A label output (complete) or any image, for :func:`run_compare`."""
+    try:
+        return readers.open_labels(path)
+    except InputError:
+        return readers.open_image(path)
+
+
+def run_compare(a, b, options: CompareOptions | None = None, **kwargs) -> tuple[int, int]:
     """Pixels where two masks or class maps (label outputs or images) disagree.
 
     Counted by a Dask reduction; with ``out`` the disagreement is written as
     a uint8 mask, chunk by chunk. Returns ``(differing, total)``.
     """
-    arrays = []
-    for path in (a, b):
-        try:
-            arrays.append(_io.open_labels(path))
-        except InputError:
-            arrays.append(_io.open_image(path))
-    x, y = arrays
+    o = _options(CompareOptions, options, kwargs)
+    x, y = _open_mask(a), _open_mask(b)
     if x.shape != y.shape:
-        raise InputError(f"MASK_A (shape {x.shape}) must have the shape of MASK_B (shape {y.shape})")
-    if out is not None:
-        _io.check_output_path(out, [a, b])
-        if Path(out).exists() and not overwrite:
-            raise InputError(f"output {out} exists; pass --overwrite to replace it")
-    y = y.rechunk(x.chunks)
-    diff = (x != y)
+        raise InputError(f"`a` (shape {x.shape}) must have the shape of `b` (shape {y.shape})")
+    if o.out is not None:
+        writers.check_output_path(o.out, [a, b])
+        writers.refuse_existing(o.out, "output", overwrite=o.overwrite)
+    diff = x != y.rechunk(x.chunks)
     count = diff.sum(dtype=np.int64)
-    if out is None:
-        with _progress(None, enabled=progress):
+    with _scheduler(o.scheduler, workers=o.workers) as client, \
+            _progress(client, enabled=o.progress):
+        if o.out is None:
             return int(count.compute()), int(np.prod(x.shape))
-    out_chunks = tuple(max(c) for c in diff.chunks)
-    _io.prepare_output(out, overwrite=overwrite)
-    array = _io.create_labels(out, shape=diff.shape, chunks=out_chunks, dtype=np.uint8,
-                              axes="zyx"[-diff.ndim:], pyramid=False, attrs={"params": {"compare": [str(a), str(b)]}})
-    store = da.store(diff.astype(np.uint8).rechunk(out_chunks), array, lock=False, compute=False)
-    with _progress(None, enabled=progress):
-        _, differ = dask.compute(store, count)
-    _io.finish_output(out, differ=int(differ))
+        out_chunks = tuple(max(c) for c in diff.chunks)
+        writers.prepare_output(o.out, overwrite=o.overwrite)
+        array = writers.create_labels(o.out, shape=diff.shape, chunks=out_chunks, dtype=np.uint8,
+                                      axes="zyx"[-diff.ndim:], pyramid=False,
+                                      attrs={"params": {"compare": [str(a), str(b)]}})
+        writes = da.store(diff.astype(np.uint8).rechunk(out_chunks), array, lock=False,
+                          compute=False)
+        _, differ = dask.compute(writes, count)
+    writers.finish_output(o.out, differ=int(differ))
     return int(differ), int(np.prod(x.shape))

@@ -19,6 +19,7 @@ import importlib
 import logging
 import math
 import threading
+import time
 import warnings
 
 import dask
@@ -29,8 +30,14 @@ from . import _graph
 from ._kernels import distance as _dist
 from ._kernels import seeds as _seeds
 from ._kernels import watershed as _ws
-from ._validate import InputError, check_image_array, check_int
-from .threshold import METHODS, image_range, threshold as _global_threshold
+from ._kernels.histogram import bincount
+from ._layout import label_dtype
+from ._validate import HaloTooSmallError, InputError, check_classes, check_image_array, check_int, check_sampling
+from .filters import parse_threshold, prefilter
+from .relabel import remove_small_objects
+from .stitch import label_with_count
+from .threshold import METHODS, image_range, pending_threshold, threshold_local, threshold_multiotsu
+from .threshold import threshold as _global_threshold
 
 __all__ = [
     "Seeds",
@@ -44,28 +51,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class HaloTooSmallError(ValueError):
-    """The objects in the data reach farther than the halo allows."""
-
-
-def label_dtype(n: int) -> np.dtype:
-    """The smallest unsigned dtype of at least 32 bits that holds labels 0..n."""
-    return np.dtype(np.uint32) if n < 2**32 else np.dtype(np.uint64)
-
-
-def _check_positive(name: str, value) -> int:
-    return check_int(f"`{name}`", value)
-
-
-def _check_sampling(sampling, ndim: int):
-    if sampling is None:
-        return None
-    sampling = tuple(float(s) for s in np.broadcast_to(np.asarray(sampling, dtype=float), (ndim,)))
-    if not all(s > 0 and math.isfinite(s) for s in sampling):
-        raise InputError(f"`sampling` must be positive and finite, got {sampling}")
-    return None if _dist.is_isotropic(sampling) else sampling
 
 
 def _halo_pixels(distance: float, sampling, ndim: int) -> tuple[int, ...]:
@@ -124,6 +109,20 @@ class Seeds:
     @property
     def count(self) -> int:
         return int(len(self.flat))
+
+    def to_record(self) -> dict:
+        """The seeds as plain data (an array and numbers), e.g. for a resumable run."""
+        return {"flat": np.asarray(self.flat, dtype=np.int64), "shape": list(self.shape),
+                "chunks": [list(c) for c in self.chunks], "max_distance": self.max_distance,
+                "halo": list(self.halo), "undecided": self.undecided}
+
+    @classmethod
+    def from_record(cls, record: dict) -> Seeds:
+        """The seeds from :meth:`to_record`'s plain data."""
+        return cls(flat=np.asarray(record["flat"], dtype=np.int64), shape=tuple(record["shape"]),
+                   chunks=tuple(tuple(c) for c in record["chunks"]),
+                   max_distance=record["max_distance"], halo=tuple(record["halo"]),
+                   undecided=record["undecided"])
 
     @property
     def coords(self) -> np.ndarray:
@@ -320,12 +319,12 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     mask = _graph.as_dask(mask)
     if mask.dtype != bool:
         raise InputError(f"`mask` must be boolean, got dtype {mask.dtype}")
-    min_distance = _check_positive("min_distance", min_distance)
-    footprint = _check_positive("footprint", footprint)
-    sampling = _check_sampling(sampling, mask.ndim)
+    min_distance = check_int("min_distance", min_distance)
+    footprint = check_int("footprint", footprint)
+    sampling = check_sampling(sampling, mask.ndim)
     fixed = halo != "auto"
     if fixed:
-        h = _check_positive("halo", halo)
+        h = check_int("halo", halo)
     else:
         h = max(footprint // 2 + min_distance + 2, 16)
     limit = max_halo or max(mask.shape)
@@ -365,7 +364,7 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
                 f"seeds of chunk{'s' if len(failed) > 1 else ''} "
                 f"{', '.join(str(f) for f in failed[:5])}{' ...' if len(failed) > 5 else ''} "
                 f"cannot be proven with a halo of {hh} px; objects are wider than that: "
-                f"use halo={2 * hh} (--halo {2 * hh}) or halo='auto'"
+                f"use a `halo` of {2 * hh}, or 'auto'"
             )
         log.info("seeds: %d chunk(s) need a halo above %d px; retrying with %d",
                  len(failed), hh, 2 * hh)
@@ -465,11 +464,11 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
         raise InputError(
             f"`mask` (shape {mask.shape}) must have the shape of the seeds' image (shape {seeds.shape})"
         )
-    sampling = _check_sampling(sampling, mask.ndim)
+    sampling = check_sampling(sampling, mask.ndim)
     if halo == "auto":
         hs = watershed_halo(seeds.max_distance, min_distance, sampling, mask.ndim)
     else:
-        hs = (_check_positive("halo", halo),) * mask.ndim
+        hs = (check_int("halo", halo),) * mask.ndim
     outer = tuple(2 * h for h in hs)
     # the distance levels of pass 1, when kept for this very mask: no second transform
     exact = (seeds.held is not None and seeds.mask_name == mask.name
@@ -525,8 +524,8 @@ def distance_transform_edt(mask, *, sampling=None, halo: int = 64) -> da.Array:
     mask = _graph.as_dask(mask)
     if mask.dtype != bool:
         mask = mask.astype(bool)
-    sampling = _check_sampling(sampling, mask.ndim)
-    halo = _check_positive("halo", halo)
+    sampling = check_sampling(sampling, mask.ndim)
+    halo = check_int("halo", halo)
     graph = _graph.Graph("distance", mask)
     source = _graph.Source.of(mask)
     bands = _graph.placement_bands()
@@ -544,7 +543,7 @@ def resolve_threshold(image: da.Array, threshold) -> float:
     if isinstance(threshold, str):
         if threshold not in METHODS:
             raise InputError(
-                f"unknown threshold method {threshold!r}; choose one of {', '.join(METHODS)} "
+                f"unknown `threshold` method {threshold!r}; choose one of {', '.join(METHODS)} "
                 "or give a number"
             )
         if threshold == "multiotsu":
@@ -571,8 +570,6 @@ def _checked_image(image) -> da.Array:
 
 def _filtered_image(image, smooth, background) -> da.Array:
     """The checked image (NaN/inf refused with count and place), pre-filtered."""
-    from .filters import prefilter
-
     x = _checked_image(image)
     if x.dtype.kind == "f":
         image_range(x)  # refuses NaN/inf with their count and location
@@ -595,9 +592,6 @@ def _foreground(image, threshold, smooth, background, *, pending: bool):
     """:func:`foreground`; with ``pending``, a histogram method's threshold may come
     back still being computed: a persisted 0-d dask array (see
     :func:`chunkseg.threshold.pending_threshold`; :func:`threshold_value` reads it)."""
-    from .filters import parse_threshold
-    from .threshold import pending_threshold, threshold_local
-
     spec = parse_threshold(threshold)
     x = _filtered_image(image, smooth, background)
     if isinstance(spec, tuple):
@@ -622,9 +616,7 @@ def classify(image, *, classes: int = 3, smooth=None, background=None, nbins: in
     The class map is lazy, uint8, 0..classes-1, bit-identical to the
     whole-image computation.
     """
-    from .threshold import threshold_multiotsu
-
-    classes = check_int("`classes`", classes, minimum=2)
+    classes = check_int("classes", classes, minimum=2)
     if classes > 256:
         raise InputError(f"`classes` must be at most 256 for a uint8 class map, got {classes}")
     x = _filtered_image(image, smooth, background)
@@ -640,8 +632,6 @@ def _digitize(block, *, bins):
 
 def fractions(labels: da.Array, nclasses: int) -> da.Array:
     """Lazy pixel counts of values 0..nclasses-1 (a tree reduction of bincounts)."""
-    from ._kernels.histogram import bincount
-
     return _graph.summed_partials(labels, bincount, nclasses, np.int64,
                                   kwargs={"offset": 0, "length": nclasses})
 
@@ -692,47 +682,103 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
         Seeds are found (and the threshold computed) when this is called;
         the watershed runs when the result is computed.
     """
-    if method not in METHODS_SEGMENT:
-        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS_SEGMENT)}")
-    min_distance = _check_positive("min_distance", min_distance)
-    footprint = _check_positive("footprint", footprint)
-    min_size = check_int("`min_size`", min_size, minimum=0)
+    check_method(method)
+    min_distance = check_int("min_distance", min_distance)
+    footprint = check_int("footprint", footprint)
+    min_size = check_int("min_size", min_size, minimum=0)
     check_classes(method, threshold, classes)
-    if method == "threshold" and threshold == "multiotsu":
-        return classify(image, classes=classes or 3, smooth=smooth, background=background)[0]
-    # a pending threshold: on a cluster the seed pass is queued behind the histogram
-    mask, _ = _foreground(image, threshold, smooth, background, pending=True)
+    return build(image, method=method, threshold=threshold, min_distance=min_distance,
+                 footprint=footprint, sampling=sampling, halo=halo, smooth=smooth,
+                 background=background, connectivity=connectivity, min_size=min_size,
+                 classes=classes).labels
+
+
+def check_method(method) -> str:
+    if method not in METHODS_SEGMENT:
+        raise InputError(f"unknown `method` {method!r}; choose one of {', '.join(METHODS_SEGMENT)}")
+    return method
+
+
+@dataclasses.dataclass
+class Segmentation:
+    """What :func:`build` made: the lazy labels and what is known of them before they run.
+
+    ``threshold`` is the value used (a number; the class thresholds of a
+    class map; a local spec tuple). ``count`` is the number of objects where
+    it is known now (the seeds'), ``count_later`` a lazy count computed with
+    the labels (connected components), ``class_counts`` the lazy pixel count
+    per class of a mask or class map.
+    """
+
+    labels: da.Array
+    threshold: object
+    seeds: Seeds | None = None
+    count: int | None = None
+    count_later: object = None
+    class_counts: da.Array | None = None
+
+
+def build(image, *, method: str = "watershed", threshold="otsu", min_distance: int = 10,
+          footprint: int = 3, sampling=None, halo="auto", smooth=None, background=None,
+          connectivity: int = 1, min_size: int = 0, classes: int | None = None,
+          known_threshold=None, known_seeds: Seeds | None = None,
+          count: bool = False, timings: dict | None = None) -> Segmentation:
+    """The one dispatch of the segmentation methods, for :func:`segment` and a run.
+
+    ``known_threshold`` and ``known_seeds``: the values a resumed run had
+    settled (used instead of computing them again). ``count``: also give
+    the object count (``count_later``) and, for masks and class maps, the
+    class counts, computed with the labels. Parameters are checked by the
+    caller. ``timings``: where to record the seconds of the threshold and seeds steps.
+    """
+    timings = {} if timings is None else timings
+    t = time.perf_counter()
+    class_map = method == "threshold" and threshold == "multiotsu"
+    nclasses = (classes or 3) if class_map else 2
+    if class_map:
+        labels, tval = classify(image, classes=nclasses, smooth=smooth, background=background)
+    elif known_threshold is not None:
+        mask, tval = foreground(image, known_threshold, smooth=smooth, background=background)
+    else:
+        # pending: on a cluster the seed pass is queued behind the histogram, no round trip
+        mask, tval = _foreground(image, threshold, smooth, background,
+                                 pending=method == "watershed")
+    result = Segmentation(labels=None, threshold=tval)
+    # a pending threshold is computed on the cluster while the seed pass waits for it:
+    # then its time counts in "seeds"
+    timings["threshold"] = time.perf_counter() - t
+    if method == "watershed":
+        t = time.perf_counter()
+        seeds = known_seeds if known_seeds is not None else find_seeds(
+            mask, min_distance=min_distance, footprint=footprint, sampling=sampling, halo=halo)
+        timings["seeds"] = time.perf_counter() - t
+        if seeds.count == 0:
+            warnings.warn("the threshold leaves no foreground: the label image is empty",
+                          stacklevel=3)
+        result.seeds, result.count = seeds, seeds.count
+        labels = watershed(mask, seeds, sampling=sampling, halo=halo, min_distance=min_distance)
+    elif method == "label":
+        labels, later = label_with_count(mask, connectivity=connectivity)
+        if count:
+            result.count_later = later
+    elif not class_map:
+        labels = mask.astype(np.uint8)
     if method == "threshold":
-        return mask.astype(np.uint8)
-    if method == "label":
-        from .stitch import label as _label
-
-        labels = _label(mask, connectivity=connectivity)
-        return remove_small(labels, min_size, None)
-    seeds = find_seeds(mask, min_distance=min_distance, footprint=footprint,
-                       sampling=sampling, halo=halo)
-    if seeds.count == 0:
-        warnings.warn("no seeds: the threshold leaves no foreground; the labels are empty",
-                      stacklevel=2)
-    labels = watershed(mask, seeds, sampling=sampling, halo=halo, min_distance=min_distance)
-    return remove_small(labels, min_size, seeds.count)
-
-
-def check_classes(method, threshold, classes) -> None:
-    """``classes`` belongs to class maps: method threshold with multiotsu."""
-    if classes is None:
-        if threshold == "multiotsu" and method != "threshold":
-            raise InputError("multiotsu gives a class map: use --method threshold (with --classes N)")
-        return
-    if threshold != "multiotsu" or method != "threshold":
-        raise InputError("--classes goes with --method threshold --threshold multiotsu")
-    check_int("--classes", classes, minimum=2)
+        if count:
+            result.class_counts = fractions(labels, nclasses)
+    elif min_size:
+        known = result.count
+        if known is None and result.count_later is not None:  # components: a cheap pass first
+            known = int(result.count_later.compute())
+        labels = remove_small(labels, min_size, known)
+        result.count, result.count_later = None, None  # known once written
+    result.labels = labels
+    result.threshold = threshold_value(tval)
+    return result
 
 
 def remove_small(labels: da.Array, min_size: int, max_label: int | None) -> da.Array:
     """``remove_small_objects`` when ``min_size`` asks for it, else the labels as they are."""
     if not min_size:
         return labels
-    from .relabel import remove_small_objects
-
     return remove_small_objects(labels, min_size, max_label=max_label)

@@ -24,6 +24,7 @@ from dask.graph_manipulation import bind
 
 from . import _graph
 from ._kernels import components as _cc
+from ._layout import label_dtype
 from ._validate import InputError, check_image_array
 
 __all__ = ["label", "label_with_count", "max_components"]
@@ -36,8 +37,6 @@ def max_components(shape, connectivity: int = 1) -> int:
 
 
 def _out_dtype(shape):
-    from .segment import label_dtype
-
     return label_dtype(max_components(shape))
 
 
@@ -61,6 +60,11 @@ def _merge_all(*pairs):
         e = np.empty(0, dtype=np.int64)
         return e, e
     return _cc.merge_components(*(np.concatenate([p[i] for p in pairs]) for i in range(4)))
+
+
+def _merged_pairs(*pairs):
+    """Face pairs merged into their union, given back as pairs (a tree step)."""
+    return _cc.as_pairs(*_merge_all(*pairs))
 
 
 def _face_subset(union, base, n):
@@ -219,7 +223,7 @@ def _label(mask, connectivity, _raw_offset):
             pairs.append(g.task(
                 "pairs", idx + off, _face_pairs, summaries[idx], summaries[nb], bases_all,
                 offset=off, connectivity=connectivity, a=order[idx], b=order[nb]))
-    union = g.task("union", (), _merge_all, *pairs)
+    union = g.task("union", (), _merge_all, _graph.tree(g, "unions", pairs, _merged_pairs))
 
     owned = {idx: g.task("owned", idx, _owned_keys, metas[idx], union, bases_all, k=order[idx])
              for idx in indices}

@@ -18,7 +18,7 @@ from ._kernels import regions as _regions
 from ._validate import InputError
 from .relabel import check_labels
 
-__all__ = ["measure", "PROPERTIES", "write_table"]
+__all__ = ["measure", "PROPERTIES"]
 
 #: The properties :func:`measure` computes, named as in ``skimage.measure.regionprops_table``.
 PROPERTIES = ("label", "area", "num_pixels", "centroid", "bbox", "intensity_mean",
@@ -41,7 +41,7 @@ def check_properties(properties, has_image: bool) -> tuple[str, ...]:
         raise InputError(f"unknown properties {', '.join(unknown)}; chunkseg measures "
                          f"{', '.join(PROPERTIES)}")
     if not has_image and _INTENSITY.intersection(properties):
-        raise InputError("intensity properties need an `image` (--image IMAGE)")
+        raise InputError("intensity properties need an `image`")
     return properties
 
 
@@ -58,7 +58,7 @@ def _check_spacing(spacing, ndim: int):
 
 def _table_columns(part: dict | None, properties, ndim: int, spacing, intensity: bool) -> dict:
     if part is None:
-        part = _regions._empty(ndim, intensity)
+        part = _regions.empty_partial(ndim, intensity)
     count = part["count"]
     pixel = float(np.prod(spacing)) if spacing else 1.0
     scale = np.asarray(spacing if spacing else (1.0,) * ndim)
@@ -88,20 +88,6 @@ def _table_columns(part: dict | None, properties, ndim: int, spacing, intensity:
     return cols
 
 
-def _tree(g: _graph.Graph, leaves: list, kind: str, split_every: int, first, **literals):
-    """Merge ``leaves`` ``split_every`` at a time until one key is left."""
-    level = 0
-    func = first
-    while len(leaves) > 1 or level == 0:
-        leaves = [
-            g.task(kind, (level, i), func, *leaves[s:s + split_every], **literals)
-            for i, s in enumerate(range(0, len(leaves), split_every))
-        ]
-        func, literals = _regions.merge, {}
-        level += 1
-    return leaves[0]
-
-
 def measure_graph(labels, image=None, *, split_every: int = 8):
     """The lazy per-bucket merged partials: ``(graph, bucket keys)``."""
     x = check_labels(labels)
@@ -122,8 +108,8 @@ def measure_graph(labels, image=None, *, split_every: int = 8):
         leaves.append(g.task("partial", idx, _regions.block_partial, *keys, origin=origin))
     nbuckets = max(1, min(_MAX_BUCKETS, len(leaves) // 64))
     roots = [
-        _tree(g, list(leaves), f"bucket{k}", split_every, _regions.merge_bucket, bucket=k,
-              nbuckets=nbuckets)
+        _graph.tree(g, f"bucket{k}", leaves, _regions.merge, split_every=split_every,
+                    first=_regions.merge_bucket, bucket=k, nbuckets=nbuckets)
         for k in range(nbuckets)
     ]
     return g, roots
@@ -167,24 +153,3 @@ def table_from_parts(parts, properties, ndim: int, spacing, intensity: bool):
 
     merged = _regions.merge(*parts)
     return pd.DataFrame(_table_columns(merged, properties, ndim, spacing, intensity))
-
-
-_TABLE_FORMATS = (".csv", ".parquet")
-
-
-def check_table_path(path) -> str:
-    """Refuse a table path whose format chunkseg cannot write, before any work."""
-    suffix = str(path).lower()
-    for ext in _TABLE_FORMATS:
-        if suffix.endswith(ext):
-            return ext
-    raise InputError(f"table {path} must end in .csv or .parquet")
-
-
-def write_table(table, path) -> None:
-    """Write a measurement table as CSV or Parquet (by the file name)."""
-    if check_table_path(path) == ".csv":
-        table.to_csv(path, index=False)
-    else:
-        table.to_parquet(path, index=False)
-

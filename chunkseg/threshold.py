@@ -218,9 +218,9 @@ def _call_skimage(func, image, **kwargs):
     try:
         return func(image, **kwargs)
     except RuntimeError as exc:  # threshold_minimum: "Unable to find two maxima"
-        raise ValueError(f"{func.__name__}: {exc}") from exc
+        raise InputError(f"{func.__name__}: {exc}; choose another threshold method") from exc
     except IndexError as exc:  # threshold_isodata on a constant float image
-        raise ValueError(
+        raise InputError(
             f"{func.__name__} finds no threshold in this image (is it constant?)"
         ) from exc
 
@@ -456,13 +456,9 @@ def _li_integer(x, lo, hi, counts, centers, tolerance, initial_guess, iter_callb
 
 def _min_gap(x: da.Array) -> float:
     """Smallest difference between distinct values, from merged per-chunk uniques."""
-    blocks = [dask.delayed(_hk.unique)(b) for b in x.to_delayed().ravel()]
-    while len(blocks) > 1:
-        blocks = [
-            dask.delayed(functools.reduce)(np.union1d, blocks[i : i + 8])
-            for i in range(0, len(blocks), 8)
-        ]
-    values = blocks[0].compute()
+    g = _graph.Graph("min-gap", x)
+    leaves = [g.task("unique", idx, _hk.unique, (x.name, *idx)) for idx in np.ndindex(*x.numblocks)]
+    (values,) = g.compute([_graph.tree(g, "union", leaves, _hk.union)])
     return np.min(np.diff(values))
 
 
@@ -564,7 +560,12 @@ def threshold_local(image, block_size=3, method="gaussian", offset=0, mode="refl
         _threshold_local_block, block_size=block_size, method=method, offset=offset,
         mode=mode, param=param, cval=cval,
     )
+    # the kernel applies ``mode`` at the image edges itself (boundary "none"), except
+    # "wrap": a chunk at an edge must see the other side of the image, not itself
+    # (periodic padding); an axis of one chunk wraps onto itself, which is right
+    boundary = {a: "periodic" if mode in ("wrap", "grid-wrap") and len(c) > 1 else "none"
+                for a, c in enumerate(x.chunks)}
     return x.map_overlap(
-        kernel, depth=depth, boundary="none", dtype=float_dtype,
+        kernel, depth=depth, boundary=boundary, dtype=float_dtype,
         meta=np.empty((0,) * x.ndim, dtype=float_dtype),
     )

@@ -71,7 +71,7 @@ def test_version_and_help(capsys):
         (["threshold", "{tmp}/complex.zarr"], "complex dtype"),
         (["threshold", "{tmp}/nan.zarr"], "1 NaN or infinite value (first at index (3, 4))"),
         (["threshold", "{tmp}/empty.zarr"], "is empty"),
-        (["threshold", "{tmp}/ok.zarr", "--method", "bogus"], "unknown threshold method 'bogus'"),
+        (["threshold", "{tmp}/ok.zarr", "--method", "bogus"], "unknown threshold --method 'bogus'"),
         (["threshold", "{tmp}/ome.zarr", "--channel", "0", "--level", "3"], "level 3 does not exist"),
         (["threshold", "{tmp}/ome.zarr", "--channel", "7"], "channel 7 does not exist"),
         (["threshold", "{tmp}/ome.zarr"], "has 2 channels"),
@@ -135,12 +135,13 @@ def test_segment_refuses_existing_output_and_leaves_it(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["--min-distance", "0"], "`--min-distance` must be a positive integer"),
-    (["--footprint", "-2"], "`--footprint` must be a positive integer"),
-    (["--chunks", "0"], "--chunks must be 2 positive integers"),
-    (["--chunks", "a,b"], "--chunks must be N or Z,Y,X integers"),
-    (["--threshold", "bogus"], "unknown threshold method 'bogus'"),
-    (["--halo", "-3"], "`--halo` must be a positive integer"),
+    (["--min-distance", "0"], "--min-distance must be a positive integer, got 0"),
+    (["--footprint", "-2"], "--footprint must be a positive integer, got -2"),
+    (["--chunks", "0"], "--chunks must be positive integers (one, or one per axis), got (0,)"),
+    (["--chunks", "3,4,5"], "--chunks must be 2 positive integers (or one), got (3, 4, 5)"),
+    (["--chunks", "a,b"], "--chunks must be N or Z,Y,X integers, got 'a,b'"),
+    (["--threshold", "bogus"], "unknown --threshold method 'bogus'; choose one of otsu"),
+    (["--halo", "-3"], "--halo must be a positive integer, got -3"),
 ])
 def test_segment_bad_options(capsys, tmp_path, extra, match):
     path, _ = _syn_store(tmp_path)
@@ -181,7 +182,8 @@ def test_threshold_failing_on_worker_processes_is_one_line(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
-        "chunkseg: error: threshold_minimum: Unable to find two maxima in histogram"], run.stderr
+        "chunkseg: error: threshold_minimum: Unable to find two maxima in histogram; choose "
+        "another threshold method"], run.stderr
     assert not (tmp_path / "o.zarr").exists()
 
 
@@ -200,7 +202,7 @@ def test_segment_no_foreground_warns_and_writes_empty(capsys, tmp_path):
 
 def test_open_labels_refuses_incomplete(tmp_path):
     from chunkseg import open_labels
-    from chunkseg.io import create_labels
+    from chunkseg.io.writers import create_labels
 
     create_labels(tmp_path / "half.zarr", shape=(10, 10), chunks=(5, 5), dtype=np.uint32, axes="yx")
     with pytest.raises(ValueError, match="is incomplete: the run that wrote it did not finish"):
@@ -252,3 +254,57 @@ def test_verbose_local_cluster_logs_its_dashboard(tmp_path, capsys):
     err = capsys.readouterr().err
     assert re.search(r"local cluster: 1 worker processes x 1 thread\(s\), "
                      r"dashboard http://127\.0\.0\.1:\d+/status", err), err
+
+
+def test_a_bug_inside_a_kernel_is_an_internal_error_not_bad_input(capsys, tmp_path, monkeypatch):
+    """A TypeError raised by a kernel (a bug) is exit 1 and says so; -v shows the traceback."""
+    from chunkseg._kernels import watershed as ws
+
+    def broken(*args, **kwargs):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'NoneType'")
+
+    monkeypatch.setattr(ws, "watershed_block", broken)
+    path, _ = _syn_store(tmp_path)
+    assert main(["segment", str(path), str(tmp_path / "o.zarr"), "--min-distance", "6"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["chunkseg: internal error: TypeError: unsupported operand type(s) for +: 'int' "
+                   "and 'NoneType' (run with -v for the traceback, and please report it)"], err
+    assert main(["-v", "segment", str(path), str(tmp_path / "o.zarr"), "--min-distance", "6",
+                 "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "in broken" in err
+
+
+def test_info_on_a_damaged_tiff_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00" + bytes(60))  # a TIFF header with nothing behind it
+    assert main(["info", str(bad)]) == 2
+    _one_error_line(capsys, f"{bad} is not a readable TIFF")
+    notiff = tmp_path / "text.tif"
+    notiff.write_text("not an image\n")
+    assert main(["info", str(notiff)]) == 2
+    _one_error_line(capsys, "is not an image chunkseg can read")
+
+
+def test_unreachable_scheduler_is_bad_input_within_seconds(capsys, tmp_path):
+    import time
+
+    path, _ = _syn_store(tmp_path)
+    start = time.monotonic()
+    assert main(["segment", str(path), str(tmp_path / "o.zarr"), "--scheduler",
+                 "tcp://127.0.0.1:9"]) == 2
+    assert time.monotonic() - start < 15
+    _one_error_line(capsys, "no dask scheduler answers at tcp://127.0.0.1:9 within 5 s")
+    assert not (tmp_path / "o.zarr").exists()
+    assert main(["segment", str(path), str(tmp_path / "o.zarr"), "--scheduler", "nonsense"]) == 2
+    _one_error_line(capsys, "unknown --scheduler 'nonsense'")
+
+
+def test_library_errors_name_parameters_and_the_cli_its_flags(capsys, tmp_path):
+    import chunkseg
+
+    with pytest.raises(chunkseg.InputError, match="`smooth` must be gaussian:SIGMA or median:SIZE"):
+        chunkseg.segment(np.zeros((8, 8), np.uint8), smooth="gaussian:x")
+    path, _ = _syn_store(tmp_path)
+    assert main(["segment", str(path), str(tmp_path / "o.zarr"), "--smooth", "gaussian:x"]) == 2
+    _one_error_line(capsys, "--smooth must be gaussian:SIGMA or median:SIZE, got 'gaussian:x'")

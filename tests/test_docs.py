@@ -22,3 +22,14 @@ def test_readme_python_tour_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "seeds;" in out and (tmp_path / "labels.zarr").exists()
+
+
+def test_readme_options_example_runs(tmp_path, monkeypatch, capsys):
+    """The Layout section's options example (the one that names SegmentOptions)."""
+    text = (ROOT / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "SegmentOptions" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "nothing computed or written: dry run" in out and " objects, threshold " in out
+    assert (tmp_path / "objects.csv").exists() and (tmp_path / "labels.zarr").exists()

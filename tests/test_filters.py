@@ -90,7 +90,7 @@ def test_watershed_on_filtered_image_equals_reference():
 
 @pytest.mark.parametrize("spec", ["local", "local:50", "local:x", "local:51:a", "local:51:0:otsu", "local:1"])
 def test_bad_local_specs(spec):
-    with pytest.raises(ValueError, match="--threshold local:BLOCK"):
+    with pytest.raises(ValueError, match="`threshold` must be local:BLOCK"):
         parse_threshold(spec)
 
 
@@ -136,13 +136,13 @@ def test_cli_compare(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["--threshold", "local:50"], "--threshold local:BLOCK"),
-    (["--threshold", "local:51:0:bogus"], "--threshold local:BLOCK"),
+    (["--threshold", "local:50"], "--threshold must be local:BLOCK"),
+    (["--threshold", "local:51:0:bogus"], "--threshold must be local:BLOCK"),
     (["--smooth", "box:3"], "--smooth must be gaussian:SIGMA or median:SIZE"),
     (["--smooth", "median:x"], "--smooth must be gaussian:SIGMA or median:SIZE"),
     (["--background", "median:3"], "--background must be gaussian:SIGMA"),
     (["--method", "threshold", "--threshold", "multiotsu", "--classes", "1"], "--classes must be an integer of at least 2"),
-    (["--method", "threshold", "--classes", "3"], "--classes goes with --method threshold --threshold multiotsu"),
+    (["--method", "threshold", "--classes", "3"], "--classes goes with --method threshold and --threshold multiotsu"),
     (["--classes", "3", "--threshold", "multiotsu"], "--classes goes with --method threshold"),
     (["--threshold", "multiotsu"], "multiotsu gives a class map"),
 ])

@@ -140,7 +140,7 @@ def test_to_zarr_roundtrip_marks_complete_and_refuses_overwrite(tmp_path, image)
     assert z.chunks == (128, 128)
     assert is_complete(zarr.open_array(str(tmp_path / "out.zarr"), mode="r"))
     np.testing.assert_array_equal(open_image(tmp_path / "out.zarr").compute(), image)
-    with pytest.raises(ValueError, match="exists; pass overwrite=True"):
+    with pytest.raises(ValueError, match="exists; pass `overwrite` to replace it"):
         to_zarr(x, tmp_path / "out.zarr")
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[:], image)
     to_zarr(255 - image, tmp_path / "out.zarr", overwrite=True)

@@ -123,8 +123,10 @@ def test_cli_measure_and_segment_table(tmp_path, capsys):
     assert main(["segment", str(tif), str(tmp_path / "x.zarr"), "--table", "t.xlsx"]) == 2
     assert "must end in .csv or .parquet" in capsys.readouterr().err
     assert not (tmp_path / "x.zarr").exists()
-    assert main(["measure", str(out), str(tmp_path / "m.csv")]) == 2  # exists
+    assert main(["measure", str(out), str(tmp_path / "m.csv")]) == 2
+    assert "m.csv exists; pass --overwrite to replace it" in capsys.readouterr().err
     assert main(["measure", str(tmp_path / "nope.zarr"), str(tmp_path / "n.csv")]) == 2
+    assert "input not found" in capsys.readouterr().err
 
 
 def test_measure_and_compare_show_progress_when_asked(tmp_path, capsys):

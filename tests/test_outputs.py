@@ -68,7 +68,7 @@ def test_ome_zarr_reader_reads_labels(tmp_path, mosaic):
 
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
-def test_into_input_writes_labels_group_and_nothing_else(tmp_path, version):
+def test_into_input_writes_labels_group_and_nothing_else(tmp_path, version, capsys):
     from ome_zarr_models import open_ome_zarr
 
     image = real_image("human-mitosis")
@@ -97,7 +97,9 @@ def test_into_input_writes_labels_group_and_nothing_else(tmp_path, version):
     lgroup = zarr.open_group(str(src / "labels"), mode="r")
     names = lgroup.attrs["ome"]["labels"] if version == "0.5" else lgroup.attrs["labels"]
     assert names == ["nuclei", "cells"]
+    capsys.readouterr()
     assert main(["-q", "segment", str(src), "--into-input", "nuclei"]) == 2
+    assert "nuclei exists; pass --overwrite" in capsys.readouterr().err
     assert _tree_digest(src, skip="labels") == before
 
 
@@ -113,6 +115,8 @@ def test_into_input_bad_uses(tmp_path, capsys):
     assert main(["segment", str(src)]) == 2
     assert "give an OUTPUT" in capsys.readouterr().err
     assert main(["segment", str(src), "--into-input", "../evil"]) == 2
+    assert "--into-input must be a plain name like 'nuclei', got '../evil'" in \
+        capsys.readouterr().err
     assert main(["segment", str(src), "--into-input", "n", "--level", "1"]) == 2
     assert not (src / "labels").exists()
 
@@ -170,13 +174,15 @@ def test_preview_3d_plane(tmp_path):
 def test_pyramid_written_with_the_labels_equals_strided_labels(tmp_path, shape, chunks, levels):
     import dask.array as da
 
-    from chunkseg.io import create_labels, store_blocks
+    from chunkseg.io.writers import create_labels, label_arrays, write_block
+    from chunkseg.pyramid import store_blocks
 
     labels = np.random.default_rng(0).integers(0, 2**31, size=shape, dtype=np.uint32)
     out = tmp_path / "l.zarr"
-    array = create_labels(out, shape=shape, chunks=chunks, dtype=np.uint32,
-                          axes="zyx"[-len(shape):], levels=levels)
-    store_blocks(da.from_array(labels, chunks=chunks), array, out, pyramid=True).compute()
+    create_labels(out, shape=shape, chunks=chunks, dtype=np.uint32, axes="zyx"[-len(shape):],
+                  levels=levels)
+    store_blocks(da.from_array(labels, chunks=chunks), label_arrays(out),
+                 write=write_block).compute()
     group = zarr.open_group(str(out), mode="r")
     nlevels = len([k for k in group.attrs["ome"]["multiscales"][0]["datasets"]])
     assert nlevels >= 3
@@ -197,16 +203,16 @@ def test_watershed_blocks_made_inside_their_write_tasks(tmp_path, fuse):
 
     import chunkseg
     from chunkseg.datasets import synthetic_nuclei
-    from chunkseg.io import create_labels, store_blocks
+    from chunkseg.io.writers import create_labels, label_arrays, write_block
+    from chunkseg.pyramid import store_blocks
 
     x = da.from_array(synthetic_nuclei((300, 340), seed=4), chunks=(100, 120))
     with dask.config.set(scheduler="threads"):
         labels = chunkseg.segment(x, min_distance=6)
         want = labels.compute()
         out = tmp_path / "l.zarr"
-        array = create_labels(out, shape=labels.shape, chunks=(100, 120), dtype=labels.dtype,
-                              axes="yx")
-        store = store_blocks(labels, array, out, pyramid=True, fuse=fuse)
+        create_labels(out, shape=labels.shape, chunks=(100, 120), dtype=labels.dtype, axes="yx")
+        store = store_blocks(labels, label_arrays(out), write=write_block, fuse=fuse)
         ran = []
         with Callback(pretask=lambda key, dsk, state: ran.append(key)):
             store.compute()

@@ -182,7 +182,7 @@ def test_distance_transform_edt_equals_scipy():
 def test_halo_too_small_is_reported_with_chunk_and_advice():
     image = synthetic_nuclei((256, 256), seed=2, radius=(14, 20), density=0.5)
     x = da.from_array(image, chunks=64)
-    with pytest.raises(ValueError, match=r"seeds of chunks? \(\d+, \d+\).*halo of 3 px.*halo=6"):
+    with pytest.raises(ValueError, match=r"seeds of chunks? \(\d+, \d+\).*halo of 3 px.*a `halo` of 6"):
         chunkseg.segment(x, min_distance=5, halo=3)
     mask, _ = chunkseg.foreground(x)
     seeds = chunkseg.find_seeds(mask, min_distance=5)
@@ -222,9 +222,9 @@ def test_smooth_equals_scipy_gaussian_then_pipeline():
 @pytest.mark.parametrize("kwargs, match", [
     ({"min_distance": 0}, "`min_distance` must be a positive integer"),
     ({"footprint": -1}, "`footprint` must be a positive integer"),
-    ({"threshold": "otsuu"}, "unknown threshold method 'otsuu'"),
+    ({"threshold": "otsuu"}, "unknown `threshold` method 'otsuu'"),
     ({"threshold": float("nan")}, "`threshold` must be finite"),
-    ({"method": "cellpose"}, "unknown method 'cellpose'"),
+    ({"method": "cellpose"}, "unknown `method` 'cellpose'"),
     ({"sampling": (0, 1)}, "`sampling` must be positive"),
 ])
 def test_bad_parameters(kwargs, match):

@@ -106,14 +106,38 @@ def test_clear_border_globally():
     np.testing.assert_array_equal(got, sk_relabel_sequential(sk_clear_border(lab3))[0])
 
 
-def test_relabel_sequential_orders_by_first_pixel():
+def test_renumber_orders_by_first_pixel():
     lab = _labels(2)
     n = int(lab.max())
     rng = np.random.default_rng(0)
     scramble = np.concatenate([[0], rng.permutation(n) * 11 + 5]).astype(np.uint64)
-    got = chunkseg.relabel_sequential(da.from_array(scramble[lab], chunks=(50, 70))).compute()
+    got = chunkseg.renumber(da.from_array(scramble[lab], chunks=(50, 70))).compute()
     np.testing.assert_array_equal(got, lab)
     assert got.dtype == np.uint32
+
+
+@pytest.mark.parametrize("chunks", [(50, 70), 7, 1000])
+def test_relabel_sequential_equals_skimage(chunks):
+    lab = _labels(2)
+    rng = np.random.default_rng(1)
+    scramble = np.concatenate([[0], rng.permutation(int(lab.max())) * 11 + 5]).astype(np.int64)
+    image = scramble[lab]
+    want, want_fw, want_inv = sk_relabel_sequential(image)
+    got, fw, inv = chunkseg.relabel_sequential(da.from_array(image, chunks=chunks))
+    np.testing.assert_array_equal(got.compute(), want)
+    np.testing.assert_array_equal(fw.in_values, want_fw.in_values)
+    np.testing.assert_array_equal(fw.out_values, want_fw.out_values)
+    np.testing.assert_array_equal(inv.out_values, want_inv.out_values)
+
+
+@pytest.mark.parametrize("func", [chunkseg.relabel_sequential, chunkseg.renumber,
+                                  chunkseg.clear_border,
+                                  lambda x: chunkseg.remove_small_objects(x, 2)])
+@pytest.mark.parametrize("chunks", [1, 2, 3])
+def test_negative_labels_are_refused_at_every_chunking(func, chunks):
+    image = np.array([[0, -3, 2], [1, 1, 0], [4, 0, 4]], dtype=np.int32)
+    with pytest.raises(chunkseg.InputError, match=r"`labels` has negative values \(the smallest is -3\)"):
+        func(da.from_array(image, chunks=chunks))
 
 
 def test_segment_method_label_equals_scipy():

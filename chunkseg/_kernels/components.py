@@ -130,6 +130,19 @@ def merge_components(ids_a, ids_b, first_a, first_b):
     return uniq, key[comp]
 
 
+def as_pairs(ids: np.ndarray, keys: np.ndarray):
+    """A union (``merge_components``' ``(ids, key)``) as face pairs again: each id paired with
+    the smallest id of its component, so that unions merge in a tree."""
+    if len(ids) == 0:
+        e = np.empty(0, dtype=np.int64)
+        return e, e, e, e
+    order = np.lexsort((ids, keys))
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    rep = np.repeat(ids[order][starts], np.diff(np.r_[starts, len(order)]))
+    return ids[order], rep, sorted_keys, sorted_keys
+
+
 def remap_block(labels: np.ndarray, table: np.ndarray, dtype) -> np.ndarray:
     """Apply a lookup table indexed by local label (0 stays 0)."""
     return table.astype(dtype, copy=False)[labels]

@@ -73,3 +73,8 @@ def unique(block: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
         values = values[np.isfinite(values)]
     return values
+
+
+def union(*values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of several :func:`unique` results (a tree merge of them)."""
+    return np.unique(np.concatenate(values))

@@ -25,7 +25,7 @@ def _groups(keys: np.ndarray):
     return order, starts, ks[starts]
 
 
-def _empty(ndim: int, intensity: bool) -> dict:
+def empty_partial(ndim: int, intensity: bool) -> dict:
     part = {
         "label": _EMPTY_LABELS,
         "count": np.empty(0, np.int64),
@@ -44,7 +44,7 @@ def block_partial(labels: np.ndarray, image: np.ndarray | None = None, *, origin
     flat = labels.ravel()
     where = np.flatnonzero(flat)
     if len(where) == 0:
-        return _empty(ndim, image is not None)
+        return empty_partial(ndim, image is not None)
     keys = flat[where].astype(np.uint64)
     order, starts, uniq = _groups(keys)
     where = where[order]

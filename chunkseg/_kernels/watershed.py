@@ -134,6 +134,6 @@ def watershed_block(block, *, start, image_shape, core, halo: int, seeds_flat, s
             return result
     raise HaloTooSmall(
         f"chunk {tuple(block_index)}: the watershed could not be proven with a halo of "
-        f"{attempts[-1]} px; objects here reach farther. Rerun with halo={4 * max(attempts[-1], 1)} "
-        f"(--halo {4 * max(attempts[-1], 1)}) or larger chunks"
+        f"{attempts[-1]} px; objects here reach farther. Rerun with a `halo` of {4 * max(attempts[-1], 1)} "
+        "or larger chunks"
     )

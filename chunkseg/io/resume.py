@@ -1,0 +1,164 @@
+"""Resume: what an interrupted run leaves beside its chunks, and the checks before going on.
+
+A label output being written holds ``.chunkseg-progress/``: one marker file
+per chunk written (after its chunk), and the run's global results (its
+threshold and its seeds) as plain data, so that ``--resume`` computes only
+the chunks still missing with exactly the values the first run used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import zarr
+
+from .._validate import InputError
+from . import store
+from .writers import COMPLETE_KEY
+
+__all__ = ["PROGRESS_DIR", "RunState", "check_resume", "clear_progress", "done_blocks",
+           "fingerprint", "marker_paths", "save_state"]
+
+#: Folder inside a label group that records the chunks written so far (removed when complete).
+PROGRESS_DIR = ".chunkseg-progress"
+
+
+def _digest(block: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(block).tobytes()).hexdigest()
+
+
+def fingerprint(image, path) -> str:
+    """A token for the input of a run: where it is, its layout, and its first and last chunk.
+
+    The two chunks are read and hashed where the current scheduler runs its
+    tasks; only the digests come back.
+    """
+    from dask.base import tokenize
+
+    where = store.resolved(path) if store.is_local(path) else "array"
+    first = image.blocks[(0,) * image.ndim]
+    last = image.blocks[tuple(n - 1 for n in image.numblocks)]
+    digests = dask.compute(dask.delayed(_digest)(first), dask.delayed(_digest)(last))
+    return tokenize(where, image.shape, str(image.dtype), image.chunks, *digests)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunState:
+    """What an interrupted run had settled, as plain data.
+
+    ``seeds`` is the record of :meth:`chunkseg.segment.Seeds.to_record`
+    (arrays and numbers), or None for methods without seeds.
+    """
+
+    threshold: float | None
+    seeds: dict | None
+
+
+def save_state(path, *, threshold, seeds: dict | None) -> None:
+    """Keep the global results of a run beside its chunks, for ``--resume``.
+
+    ``seeds``: a record whose array values are saved as ``.npy`` files and
+    whose other values go to ``state.json``.
+    """
+    folder = Path(path) / PROGRESS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    scalar = threshold is not None and np.ndim(threshold) == 0  # class maps recompute theirs
+    meta: dict[str, Any] = {"threshold": float(np.asarray(threshold)) if scalar else None}
+    if seeds is not None:
+        meta["seeds"] = {}
+        for key, value in seeds.items():
+            if isinstance(value, np.ndarray):
+                np.save(folder / f"seeds-{key}.npy", value)
+                meta["seeds"][key] = {"npy": f"seeds-{key}.npy"}
+            else:
+                meta["seeds"][key] = value
+    (folder / "state.json").write_text(json.dumps(meta, default=_plain))
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not plain data")
+
+
+def _load_state(path) -> RunState:
+    folder = Path(path) / PROGRESS_DIR
+    try:
+        meta = json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError):
+        raise InputError(f"{path} holds no record of its run to resume from; run again with "
+                         "`overwrite`") from None
+    seeds = None
+    if "seeds" in meta:
+        seeds = {key: np.load(folder / value["npy"]) if isinstance(value, dict) and "npy" in value
+                 else value for key, value in meta["seeds"].items()}
+    return RunState(threshold=meta["threshold"], seeds=seeds)
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def check_resume(path, params: dict, *, compare_fingerprint: bool = True) -> RunState | None:
+    """Refuse to resume anything but an unfinished run of the same input and parameters.
+
+    With ``compare_fingerprint=False`` the input's fingerprint is not
+    compared yet (it is computed on the workers, later) and nothing is
+    loaded: the early check before a cluster starts.
+    """
+    if not store.exists(path):
+        raise InputError(f"nothing to resume at {path}; run without `resume`")
+    try:
+        group = zarr.open_group(str(store.location(path)), mode="r")
+    except Exception:
+        raise InputError(f"{path} is not a chunkseg label output; nothing to resume") from None
+    meta = group.attrs.get(COMPLETE_KEY, {})
+    if "params" not in meta:
+        raise InputError(f"{path} is not a chunkseg label output; nothing to resume")
+    if meta.get("complete"):
+        raise InputError(f"{path} is complete; nothing to resume")
+    old = meta["params"]
+    if compare_fingerprint and old.get("input_fingerprint") != params["input_fingerprint"]:
+        raise InputError(f"{path} was written from another input (or the input changed); "
+                         "run with `overwrite` to start again")
+    differ = [k for k in sorted(set(old) | set(params))
+              if k != "input_fingerprint" and _jsonable(old.get(k)) != _jsonable(params.get(k))]
+    if "input" in differ:
+        raise InputError(f"{path} was written from another input ({old.get('input')}); resume "
+                         "with that input, or run with `overwrite` to start again")
+    if differ:
+        k = differ[0]
+        raise InputError(f"{path} was written with {k}={old.get(k)!r}, not {params.get(k)!r}; "
+                         "resume with the same parameters, or run with `overwrite`")
+    return _load_state(path) if compare_fingerprint else None
+
+
+def _block_name(index) -> str:
+    return ".".join(map(str, index))
+
+
+def marker_paths(path, indices) -> dict:
+    """The marker file of each block index (its folder created): written after the chunk."""
+    folder = store.location(path).resolve() / PROGRESS_DIR / "done"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {idx: str(folder / _block_name(idx)) for idx in indices}
+
+
+def done_blocks(path) -> set:
+    """Block indices whose chunk was fully written (their marker exists)."""
+    folder = Path(path) / PROGRESS_DIR / "done"
+    if not folder.exists():
+        return set()
+    return {tuple(int(v) for v in p.name.split(".")) for p in folder.iterdir()}
+
+
+def clear_progress(path) -> None:
+    store.remove(Path(path) / PROGRESS_DIR)

@@ -1,0 +1,241 @@
+"""Writers: arrays, OME-Zarr label groups, the blocks of a run, the report and the table.
+
+An output is marked incomplete in its attributes when it is created and
+complete only after its last chunk, so an interrupted write never looks
+finished. The graphs that write blocks and their pyramid levels are built
+in :mod:`chunkseg.pyramid`; the tasks there call :func:`write_block` here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from .._validate import InputError, check_image_array
+from . import ngff, store
+
+__all__ = ["LABELS_ARRAY", "add_to_labels_group", "check_output_path", "check_table_path",
+           "create_labels", "finish_output", "is_complete", "label_array", "labels_target",
+           "mark_complete", "prepare_output", "to_zarr", "write_block", "write_mosaic",
+           "write_report", "write_table"]
+
+#: Attribute of every chunkseg output: whether it is complete, its parameters and results.
+COMPLETE_KEY = "chunkseg"
+#: Name of the full-resolution label array inside a label group (OME-Zarr layout).
+LABELS_ARRAY = "0"
+
+
+def prepare_output(path, *, overwrite: bool) -> Path:
+    """Refuse an existing output unless ``overwrite``; then remove it."""
+    if store.exists(path):
+        if not overwrite:
+            raise InputError(f"output {path} exists; pass `overwrite` to replace it")
+        store.remove(path)
+    return store.location(path)
+
+
+def refuse_existing(path, what: str, *, overwrite: bool, resume: bool | None = None) -> None:
+    """An existing ``what`` (output, report, table) needs ``overwrite`` (or ``resume``)."""
+    if store.exists(path) and not overwrite and not resume:
+        tail = ", or `resume` to finish an interrupted run" if resume is not None else ""
+        raise InputError(f"{what} {path} exists; pass `overwrite` to replace it{tail}")
+
+
+def check_output_path(output, inputs=()) -> Path:
+    """Refuse an output that lies inside (or is) one of the inputs."""
+    out = store.location(output).resolve()
+    for inp in inputs:
+        if inp is None or not store.is_local(inp):
+            continue
+        src = store.location(inp).resolve()
+        if out == src or src in out.parents:
+            raise InputError(f"output {output} lies inside the input {inp}; write it elsewhere "
+                             "(the input is never modified)")
+    return store.location(output)
+
+
+def mark_complete(node, complete: bool, **extra: Any) -> None:
+    """Record in the store's attributes whether every chunk has been written."""
+    meta = dict(node.attrs.get(COMPLETE_KEY, {}))
+    meta.update(extra)
+    meta["complete"] = bool(complete)
+    node.attrs[COMPLETE_KEY] = meta
+
+
+def is_complete(node) -> bool:
+    return bool(node.attrs.get(COMPLETE_KEY, {}).get("complete", False))
+
+
+def to_zarr(array, path, *, chunks=None, overwrite: bool = False, compute: bool = True):
+    """Write an array to a new Zarr (v3) array at ``path``, chunk by chunk.
+
+    The array is marked incomplete in its attributes until every chunk is
+    written, so an interrupted write never looks finished.
+
+    Parameters
+    ----------
+    array : numpy or dask array
+    path : str or Path
+    chunks : int or tuple, optional
+        Storage chunks; default: the dask array's (largest) chunks.
+    overwrite : bool
+        Replace an existing store at ``path``.
+    compute : bool
+        With False, return the delayed write instead of running it.
+
+    Returns
+    -------
+    zarr.Array (after the write), or a dask delayed when ``compute=False``
+    """
+    x = array if isinstance(array, da.Array) else da.from_array(np.asarray(array), chunks="auto")
+    check_image_array(x.shape, x.dtype, name="array")
+    if chunks is None:
+        chunks = tuple(max(c) for c in x.chunks)
+    chunks = tuple(c[0] for c in da.core.normalize_chunks(chunks, x.shape, dtype=x.dtype))
+    path = prepare_output(path, overwrite=overwrite)
+    z = zarr.create_array(store=str(path), shape=x.shape, chunks=chunks, dtype=x.dtype,
+                          config={"write_empty_chunks": True}, fill_value=0)
+    mark_complete(z, False)
+    writes = da.store(x.rechunk(chunks), z, lock=False, compute=False, return_stored=False)
+    if not compute:
+        return writes
+    writes.compute()
+    mark_complete(z, True)
+    return z
+
+
+def create_labels(path, *, shape, chunks, dtype, axes: str, scale=None, units=None, attrs=None,
+                  version: str = "0.5", source_image: str | None = None, pyramid: bool = True,
+                  levels=None):
+    """Create an empty OME-Zarr label image (marked incomplete); return its level-0 array.
+
+    Layout: an OME-Zarr image-label group (NGFF 0.5 on Zarr v3, or 0.4 on
+    Zarr v2) whose ``multiscales`` list level ``"0"`` (the labels) and the
+    downsampled levels ``"1"``, ``"2"``... (written by
+    :mod:`chunkseg.pyramid`): Y and X halved per level, or ``levels`` =
+    [(shape, scale), ...] to match an image's own pyramid (integer factors).
+    """
+    fmt = ngff.format_of(version)
+    scale = [float(v) for v in scale] if scale is not None else [1.0] * len(shape)
+    if levels is None:
+        shapes = ngff.pyramid_shapes(shape, chunks) if pyramid else [tuple(shape)]
+        scales = [scale[:-2] + [v * 2**lv for v in scale[-2:]] for lv in range(len(shapes))]
+    else:
+        shapes = [tuple(s) for s, _ in levels]
+        scales = [list(sc) for _, sc in levels]
+    ngff.level_steps(shapes)
+    group = zarr.open_group(str(store.location(path)), mode="w", zarr_format=fmt.zarr_format)
+    mark_complete(group, False, **(attrs or {}))
+    fmt.write(group, multiscales=[fmt.multiscale(ngff.multiscales(axes, scales, units))],
+              **{"image-label": fmt.image_label(source_image)})
+    arrays = []
+    extra = {"dimension_names": list(axes)} if fmt.zarr_format == 3 else {}
+    for level, level_shape in enumerate(shapes):
+        # every chunk is written, empty ones too: a label output read as an input
+        # (open_image) must not look as if chunks were lost
+        arrays.append(group.create_array(str(level), shape=level_shape, chunks=chunks, dtype=dtype,
+                                         config={"write_empty_chunks": True},
+                                         fill_value=0, **extra))
+    return arrays[0]
+
+
+def label_arrays(path, mode: str = "r+") -> list:
+    """The arrays of a label group, level 0 first."""
+    group = zarr.open_group(str(store.location(path)), mode=mode)
+    if LABELS_ARRAY not in group:
+        raise InputError(f"{path} holds no label array '{LABELS_ARRAY}'")
+    arrays = []
+    while str(len(arrays)) in group:
+        arrays.append(group[str(len(arrays))])
+    return arrays
+
+
+def label_array(path):
+    return label_arrays(path)[0]
+
+
+def labels_target(image_path, name: str, *, image_format: str, level: int, overwrite: bool,
+                  resume: bool = False) -> tuple[Path, str]:
+    """Where label image ``name`` goes inside an OME-Zarr image, and its NGFF version.
+
+    Checks only (nothing is written): the input must be an OME-Zarr image
+    segmented at level 0, and the name new unless ``overwrite``.
+    """
+    if not image_format.startswith("ome-zarr"):
+        raise InputError(f"`into_input` needs an OME-Zarr image as input; {image_path} is "
+                         f"{image_format}: give an output path instead")
+    if level != 0:
+        raise InputError("`into_input` labels the full-resolution image: use `level` 0")
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise InputError(f"`into_input` must be a plain name like 'nuclei', got {name!r}")
+    target = store.location(image_path) / "labels" / name
+    if target.exists() and not (overwrite or resume):
+        raise InputError(f"{target} exists; pass `overwrite` to replace it, or `resume` to "
+                         "finish an interrupted run")
+    return target, image_format.split()[-1]
+
+
+def add_to_labels_group(image_path, name: str) -> None:
+    """Register label image ``name`` in an OME-Zarr image's ``labels/`` group.
+
+    Creates ``labels/`` if needed and adds ``name`` to its list; touches
+    nothing else in the image.
+    """
+    root = store.location(image_path)
+    zarr_format = zarr.open_group(str(root), mode="r").metadata.zarr_format
+    fmt = next(f for f in ngff.FORMATS.values() if f.zarr_format == zarr_format)
+    labels = zarr.open_group(str(root / "labels"), mode="a", zarr_format=zarr_format)
+    fmt.add_label(labels, name)
+
+
+def write_block(block, *, array, region, marker=None):
+    """Write one block into ``array`` at ``region``, then its marker file (resume)."""
+    array[region] = block
+    if marker is not None:
+        with open(marker, "wb"):
+            pass
+
+
+def finish_output(path, **results) -> None:
+    """Mark a label output complete (with its results) and drop its progress markers."""
+    from .resume import clear_progress
+
+    mark_complete(zarr.open_group(str(store.location(path)), mode="r+"), True, **results)
+    clear_progress(path)
+
+
+def write_mosaic(path, mosaic: np.ndarray, chunks) -> Path:
+    """Write an in-memory image as a (new or replaced) Zarr v3 array with every chunk stored."""
+    zarr.create_array(str(store.location(path)), data=mosaic, chunks=chunks, overwrite=True,
+                      config={"write_empty_chunks": True})
+    return store.location(path)
+
+
+def write_report(report: dict, path) -> None:
+    """The JSON run report."""
+    store.location(path).write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+_TABLE_FORMATS = (".csv", ".parquet")
+
+
+def check_table_path(path) -> str:
+    """Refuse a table path whose format chunkseg cannot write, before any work."""
+    suffix = str(path).lower()
+    for ext in _TABLE_FORMATS:
+        if suffix.endswith(ext):
+            return ext
+    raise InputError(f"table {path} must end in .csv or .parquet")
+
+
+def write_table(table, path) -> None:
+    """Write a measurement table as CSV or Parquet (by the file name)."""
+    if check_table_path(path) == ".csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False)

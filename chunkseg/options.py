@@ -1,0 +1,200 @@
+"""The options of a run, as one frozen object each, validated once.
+
+The CLI builds them from its arguments (the parser's names are the fields'
+names), Python callers directly or through the keywords of
+:func:`chunkseg.run.run_segment`. The run report's parameters and the resume
+check come from the object, so an option is added in three places: here, in
+the parser, and in the code that uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from ._validate import InputError, check_classes, check_int
+from .cluster import check_scheduler
+from .filters import describe_threshold, parse_filter, parse_threshold
+from .segment import check_method
+from .threshold import METHODS
+
+__all__ = ["CompareOptions", "MeasureOptions", "SegmentOptions"]
+
+
+def _check_chunks(chunks):
+    """None, N, "N", "Z,Y,X" or a tuple of positive ints: a tuple (or None)."""
+    if chunks is None:
+        return None
+    if isinstance(chunks, str):
+        try:
+            chunks = tuple(int(c) for c in chunks.split(","))
+        except ValueError:
+            raise InputError(f"`chunks` must be N or Z,Y,X integers, got {chunks!r}") from None
+    if isinstance(chunks, (int, np.integer)) and not isinstance(chunks, bool):
+        chunks = (int(chunks),)
+    if not isinstance(chunks, (tuple, list)) or not chunks or any(
+            isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1 for c in chunks):
+        raise InputError(f"`chunks` must be positive integers (one, or one per axis), got {chunks!r}")
+    return tuple(int(c) for c in chunks)
+
+
+def _check_threshold(threshold):
+    spec = parse_threshold(threshold)
+    if isinstance(spec, str) and spec not in METHODS:
+        raise InputError(f"unknown `threshold` method {spec!r}; choose one of "
+                         f"{', '.join(METHODS)} or give a number")
+    if isinstance(spec, bool) or not (isinstance(spec, (str, tuple, int, float, np.number))
+                                      or callable(spec)):
+        raise InputError(f"`threshold` must be a method name, a number or a callable, got {spec!r}")
+    if isinstance(spec, (int, float, np.number)) and not math.isfinite(float(spec)):
+        raise InputError(f"`threshold` must be finite, got {spec!r}")
+    return spec
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"`{name}` must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_spacing(spacing):
+    if spacing is None:
+        return None
+    try:
+        values = tuple(float(s) for s in np.atleast_1d(np.asarray(spacing, dtype=float)))
+    except (TypeError, ValueError):
+        raise InputError(f"`spacing` must be numbers like (2, 0.65, 0.65), got {spacing!r}") from None
+    if not values or not all(s > 0 and math.isfinite(s) for s in values):
+        raise InputError(f"`spacing` must be positive and finite, got {spacing!r}")
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class _Common:
+    """Options every command has: where it computes, and whether it may replace output."""
+
+    scheduler: str = "threads"
+    workers: int | None = None
+    overwrite: bool = False
+    #: a progress bar on stderr (None: when stderr is a terminal)
+    progress: bool | None = None
+
+    def __post_init__(self):
+        check_scheduler(self.scheduler)
+        if self.workers is not None:
+            check_int("workers", self.workers)
+        _check_bool("overwrite", self.overwrite)
+        if self.progress is not None:
+            _check_bool("progress", self.progress)
+
+    def _set(self, **values) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes):
+        """A copy with ``changes`` (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentOptions(_Common):
+    """Everything a segment run may be told, checked when the object is made.
+
+    The image: ``level``, ``channel``, ``missing_chunks``. The method and its
+    parameters: see :func:`chunkseg.segment`. ``chunks``: processing chunks
+    (default: the storage chunks). Where it runs: ``scheduler``,
+    ``workers``, ``threads_per_worker``, ``memory_limit``. What it writes:
+    ``overwrite`` or ``resume``, ``into_input`` (a label name inside an
+    OME-Zarr input), ``table`` (CSV or Parquet of every object),
+    ``report`` (the JSON run report's path; False: none).
+    """
+
+    level: int = 0
+    channel: int | str | None = None
+    missing_chunks: str = "error"
+    method: str = "watershed"
+    threshold: object = "otsu"
+    smooth: object = None
+    background: object = None
+    min_distance: int = 10
+    footprint: int = 3
+    spacing: tuple | None = None
+    halo: int | str = "auto"
+    chunks: tuple | None = None
+    min_size: int = 0
+    connectivity: int = 1
+    classes: int | None = None
+    threads_per_worker: int = 1
+    memory_limit: str | None = "auto"
+    resume: bool = False
+    into_input: str | None = None
+    table: str | None = None
+    report: str | bool | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_int("level", self.level, minimum=0)
+        if self.missing_chunks not in ("error", "fill"):
+            raise InputError(f"`missing_chunks` must be error or fill, got {self.missing_chunks!r}")
+        check_method(self.method)
+        self._set(threshold=_check_threshold(self.threshold))
+        check_classes(self.method, self.threshold, self.classes)
+        parse_filter(self.smooth)
+        parse_filter(self.background, name="background")
+        check_int("min_distance", self.min_distance)
+        check_int("footprint", self.footprint)
+        check_int("min_size", self.min_size, minimum=0)
+        check_int("connectivity", self.connectivity)
+        check_int("threads_per_worker", self.threads_per_worker)
+        if self.halo != "auto":
+            check_int("halo", self.halo)
+        self._set(spacing=_check_spacing(self.spacing), chunks=_check_chunks(self.chunks))
+        _check_bool("resume", self.resume)
+        if self.resume and self.overwrite:
+            raise InputError("`resume` finishes an output, `overwrite` replaces it: pick one")
+        if self.table is not None and self.method == "threshold":
+            raise InputError("`table` measures objects: use it with `method` watershed or label")
+
+    def params(self, *, input, chunks, spacing) -> dict:
+        """The parameters a run records (report, resume check): what decides its labels."""
+        threshold = self.threshold
+        return {
+            "input": input, "level": self.level, "channel": self.channel, "method": self.method,
+            "threshold": float(threshold) if isinstance(threshold, (int, float, np.number))
+            else describe_threshold(threshold),
+            "smooth": None if self.smooth is None else str(self.smooth),
+            "background": None if self.background is None else str(self.background),
+            "min_distance": self.min_distance, "footprint": self.footprint,
+            "classes": self.classes, "min_size": self.min_size,
+            "connectivity": self.connectivity, "spacing": list(spacing) if spacing else None,
+            "halo": self.halo, "chunks": list(chunks),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureOptions(_Common):
+    """A measure run: the label store's table, with an intensity ``image`` optionally."""
+
+    image: str | None = None
+    level: int = 0
+    channel: int | str | None = None
+    properties: tuple | None = None
+    spacing: tuple | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_int("level", self.level, minimum=0)
+        self._set(spacing=_check_spacing(self.spacing))
+        if isinstance(self.properties, str):
+            self._set(properties=tuple(p for p in self.properties.split(",") if p))
+        elif self.properties is not None:
+            self._set(properties=tuple(self.properties))
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareOptions(_Common):
+    """A compare run: where two masks differ, optionally written to ``out``."""
+
+    out: str | None = None

@@ -1,0 +1,139 @@
+"""The per-block kernels alone (no dask): each against its whole-array twin.
+
+A kernel sees one block; where the block is the whole image (no cuts), its
+answer must be the library's own on that image, and its partials must add up
+to the whole image's when the image is split by hand.
+"""
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from skimage.feature import peak_local_max
+from skimage.measure import regionprops_table
+
+from chunkseg._kernels import components, distance, histogram, regions, seeds
+
+from .conftest import real_image
+
+
+def _halves(a: np.ndarray, axis: int = 0):
+    cut = a.shape[axis] // 3
+    return np.split(a, [cut], axis=axis), cut
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+def test_bincount_partials_add_up_to_the_whole_image(dtype):
+    image = np.random.default_rng(3).integers(-50 if dtype == np.int16 else 0, 200,
+                                              (61, 47)).astype(dtype)
+    lo, n = int(image.min()), int(image.max()) - int(image.min()) + 1
+    (a, b), _ = _halves(image)
+    total = histogram.bincount(a, offset=lo, length=n) + histogram.bincount(b, offset=lo, length=n)
+    np.testing.assert_array_equal(total, np.bincount(image.ravel().astype(np.int64) - lo))
+
+
+def test_float_histogram_partials_equal_numpy_on_the_whole_image():
+    image = np.random.default_rng(4).normal(size=(53, 40)).astype(np.float32)
+    lo, hi = image.min(), image.max()
+    (a, b), _ = _halves(image, axis=1)
+    total = (histogram.histogram(a, nbins=64, low=lo, high=hi)
+             + histogram.histogram(b, nbins=64, low=lo, high=hi))
+    want, edges = np.histogram(image, bins=64, range=(lo, hi))
+    np.testing.assert_array_equal(total, want)
+    np.testing.assert_array_equal(histogram.histogram_centers(image.dtype, nbins=64, low=lo,
+                                                              high=hi),
+                                  (edges[:-1] + edges[1:]) / 2)
+
+
+def test_unique_union_and_nonfinite():
+    a = np.array([3.0, np.nan, 1.0, 3.0, np.inf])
+    b = np.array([2.0, 1.0])
+    np.testing.assert_array_equal(histogram.union(histogram.unique(a), histogram.unique(b)),
+                                  [1.0, 2.0, 3.0])
+    assert histogram.count_nonfinite(a)[0] == 2 and histogram.count_nonfinite(b)[0] == 0
+    assert histogram.first_nonfinite(a.reshape(1, 5)) == (0, 1)
+    assert histogram.first_nonfinite(b) is None
+
+
+@pytest.mark.parametrize("connectivity", [1, 2])
+def test_label_block_and_first_pixels_are_scipys(connectivity):
+    mask = real_image("human-mitosis") > 40
+    labels, n = components.label_block(mask, connectivity=connectivity)
+    want, m = ndi.label(mask, structure=ndi.generate_binary_structure(2, connectivity))
+    assert n == m
+    np.testing.assert_array_equal(labels, want)
+    first = components.first_pixels(labels, n, origin=(0, 0), image_shape=mask.shape)
+    flat = want.ravel()
+    np.testing.assert_array_equal(first, [np.flatnonzero(flat == k)[0] for k in range(1, n + 1)])
+
+
+def test_merge_components_and_its_tree_form_agree():
+    # face pairs (id_a, id_b) with the first pixel of each side; 1-2-3 one component, 7-8 another
+    ids_a, ids_b = np.array([1, 2, 7]), np.array([2, 3, 8])
+    first_a, first_b = np.array([10, 20, 70]), np.array([20, 5, 80])
+    ids, keys = components.merge_components(ids_a, ids_b, first_a, first_b)
+    np.testing.assert_array_equal(ids, [1, 2, 3, 7, 8])
+    np.testing.assert_array_equal(keys, [5, 5, 5, 70, 70])
+    # a union given back as pairs, merged with more pairs, is the union of all the pairs
+    again = components.as_pairs(ids, keys)
+    more = (np.array([8]), np.array([9]), np.array([80]), np.array([1]))
+    merged = components.merge_components(*(np.concatenate([x, y]) for x, y in zip(again, more)))
+    whole = components.merge_components(*(np.concatenate([x, y]) for x, y in
+                                          zip((ids_a, ids_b, first_a, first_b), more)))
+    np.testing.assert_array_equal(merged[0], whole[0])
+    np.testing.assert_array_equal(merged[1], whole[1])
+    assert components.as_pairs(np.empty(0, np.int64), np.empty(0, np.int64))[0].size == 0
+
+
+@pytest.mark.parametrize("sampling", [None, (2.0, 0.5)])
+def test_levels_are_scipys_distance_and_proven_without_cuts(sampling):
+    mask = real_image("dsb2018") > 20
+    lv = distance.levels(mask, sampling)
+    want = ndi.distance_transform_edt(mask, sampling=sampling)
+    np.testing.assert_array_equal(distance.distance_from_levels(lv, sampling), want)
+    no_cuts = [(False, False)] * 2
+    assert distance.proven(lv, no_cuts, sampling).all()
+    # a cut on the right: pixels farther from it than from background stay proven
+    cut = [(False, False), (False, True)]
+    ok = distance.proven(lv, cut, sampling)
+    assert ok[:, 0].all() and not ok.all()
+
+
+def test_seed_block_on_the_whole_image_is_peak_local_max():
+    mask = real_image("human-mitosis") > 40
+    d = ndi.distance_transform_edt(mask)
+    want = peak_local_max(d, min_distance=7, footprint=np.ones((3, 3)), exclude_border=False)
+    want = np.sort(np.ravel_multi_index(tuple(want.T), mask.shape))
+    core = tuple(slice(0, n) for n in mask.shape)
+    got = seeds.seed_block(mask, start=(0, 0), image_shape=mask.shape, core=core,
+                           min_distance=7, footprint=3)
+    assert got.ok and got.undecided.size == 0
+    np.testing.assert_array_equal(got.seeds, want)
+    assert got.max_level == pytest.approx(float(d.max()) ** 2)
+
+
+def test_seed_block_refuses_what_it_cannot_prove():
+    mask = np.ones((40, 40), bool)
+    mask[0, 0] = False
+    core = (slice(10, 30), slice(10, 30))
+    got = seeds.seed_block(mask, start=(100, 100), image_shape=(400, 400), core=core,
+                           min_distance=3, footprint=3)
+    assert not got.ok and got.seeds.size == 0
+
+
+def test_region_partials_merge_to_regionprops():
+    labels = ndi.label(real_image("human-mitosis") > 40)[0]
+    image = real_image("human-mitosis")
+    (la, lb), cut = _halves(labels)
+    (ia, ib), _ = _halves(image)
+    merged = regions.merge(regions.block_partial(la, ia, origin=(0, 0)),
+                           regions.block_partial(lb, ib, origin=(cut, 0)))
+    want = regionprops_table(labels, image, properties=("label", "area", "centroid", "bbox",
+                                                        "intensity_mean", "intensity_max"))
+    np.testing.assert_array_equal(merged["label"], want["label"])
+    np.testing.assert_array_equal(merged["count"], want["area"])
+    np.testing.assert_allclose(merged["coord_sum"][:, 0] / merged["count"], want["centroid-0"])
+    np.testing.assert_array_equal(merged["bbox_min"][:, 1], want["bbox-1"])
+    np.testing.assert_array_equal(merged["bbox_max"][:, 0], want["bbox-2"])
+    np.testing.assert_allclose(merged["mean"], want["intensity_mean"])
+    np.testing.assert_array_equal(merged["max"], want["intensity_max"])
+    assert regions.merge(None, regions.empty_partial(2, True)) is None
