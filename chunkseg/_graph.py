@@ -1,6 +1,9 @@
-"""Small helpers shared by the graph modules (threshold, segment, stitch, measure).
+"""Helpers shared by the graph modules (threshold, segment, stitch, relabel, table, pyramid).
 
-They build dask graphs and compute nothing.
+They build dask graphs and compute nothing: :class:`Graph` (one hand-built
+layer, linear in the number of chunks), padded blocks cut from a chunk and
+its neighbours' faces (:func:`padded_task`), and :func:`tree`, the one tree
+reduction of mergeable partials.
 """
 
 from __future__ import annotations
@@ -267,14 +270,14 @@ class Graph:
 class Source:
     """The blocks padded blocks are cut from: a chunk grid and the key of each block.
 
-    ``item``: the value at each key holds several things (a kernel's dict of
-    seeds and levels) and the block is its element ``item``.
+    ``item``: the value at each key holds several things (a kernel's result:
+    seeds and distance levels) and the block is its attribute ``item``.
     """
 
     chunks: tuple
     dtype: np.dtype
     keys: Callable[[tuple], object]
-    item: int | str | None = None
+    item: str | None = None
 
     @classmethod
     def of(cls, x: da.Array) -> Source:
@@ -296,10 +299,10 @@ class Source:
 
 
 def _part(value, item):
-    return value if item is None else value[item]
+    return value if item is None else getattr(value, item)
 
 
-def _slabs(block, *, width, item=None, dtype=None) -> dict:
+def _faces(block, *, width, item=None, dtype=None) -> dict:
     """The faces of a block that neighbours need: per axis, the first and last ``width`` planes.
 
     ``dtype``: cast to it (a smaller one that holds the values exactly: fewer bytes to move).
@@ -319,7 +322,7 @@ def _slabs(block, *, width, item=None, dtype=None) -> dict:
 
 
 def _face_source(src, shape, width):
-    """Which slab of a neighbour holds ``src`` (its slices in the block), and its slices there."""
+    """Which face of a neighbour holds ``src`` (its slices in the block), and its slices there."""
     for axis, (sl, n, w) in enumerate(zip(src, shape, width)):
         w = min(w, n)
         if sl.stop <= w:
@@ -432,7 +435,7 @@ def padded_parts(graph: Graph, source, index: Sequence[int], halo: Sequence[int]
         else:
             key = graph.key(f"{kind}-faces", *bi, *width)
             if key not in graph.dsk:
-                graph.task(f"{kind}-faces", (*bi, *width), _slabs, src_.keys(bi), width=width,
+                graph.task(f"{kind}-faces", (*bi, *width), _faces, src_.keys(bi), width=width,
                            item=src_.item, dtype=src_.dtype)
             deps.append(key)
         placements.append((tuple(dst), src, face))

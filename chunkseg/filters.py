@@ -55,12 +55,18 @@ def _sigma(sigma, ndim, name):
     return sig
 
 
+def gaussian_reach(sigma) -> tuple[int, ...]:
+    """The halo of a Gaussian filter per axis: scipy's radius ``int(4 * sigma + 0.5)``
+    (``truncate=4``, scikit-image's and scipy's default)."""
+    return tuple(int(4.0 * float(s) + 0.5) for s in sigma)
+
+
 def gaussian(image, sigma) -> da.Array:
     """``scipy.ndimage.gaussian_filter(image.astype(float64), sigma, mode="nearest")``, chunked."""
     x = _graph.as_dask(image)
     sig = _sigma(sigma, x.ndim, "gaussian")
-    depth = tuple(int(4.0 * s + 0.5) for s in sig)  # scipy's radius for truncate=4
-    return _overlap(x, functools.partial(_gaussian_block, sigma=sig), depth, np.float64)
+    return _overlap(x, functools.partial(_gaussian_block, sigma=sig), gaussian_reach(sig),
+                    np.float64)
 
 
 def median(image, size: int) -> da.Array:
@@ -75,8 +81,8 @@ def background_subtract(image, sigma) -> da.Array:
     """``image - gaussian_filter(image, sigma, mode="nearest")`` in float64, chunked."""
     x = _graph.as_dask(image)
     sig = _sigma(sigma, x.ndim, "background")
-    depth = tuple(int(4.0 * s + 0.5) for s in sig)
-    return _overlap(x, functools.partial(_background_block, sigma=sig), depth, np.float64)
+    return _overlap(x, functools.partial(_background_block, sigma=sig), gaussian_reach(sig),
+                    np.float64)
 
 
 def parse_filter(spec, *, name: str = "smooth"):

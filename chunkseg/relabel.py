@@ -3,7 +3,7 @@
 Per-label tables are never held whole: each chunk reports the values it
 holds (with counts and first pixels); the tables are split into buckets of
 value ranges, each bucket is merged and decided on its own, new ids come
-from a cumsum over buckets (or over slabs for first-pixel order), and each
+from a cumsum over buckets (or over rows for first-pixel order), and each
 chunk gets back only the entries of its own values.
 """
 
@@ -104,10 +104,6 @@ def _remap_values(block, *lookups, dtype):
 
 def _len(a):
     return len(a)
-
-
-def _sorted_concat(*arrays):
-    return np.sort(np.concatenate(arrays)) if arrays else np.empty(0, dtype=np.int64)
 
 
 def _chunk_parts(g, x, edges):
@@ -211,22 +207,17 @@ def clear_border(labels) -> da.Array:
     return _filtered(x, ("border",), border, g=g)
 
 
-def _slab_of(first, shape, slab_stops):
-    row = np.unravel_index(first, shape)[0]
-    return np.searchsorted(slab_stops, row, side="right")
-
-
-def _bucket_firsts_in_slab(bucket, *, s, shape, slab_stops):
+def _bucket_firsts_in_row(bucket, *, s, shape, row_stops):
     first = bucket[2]
-    return np.sort(first[_slab_of(first, shape, slab_stops) == s])
+    return np.sort(first[_cc.chunk_row(first, shape, row_stops) == s])
 
 
-def _resolve_bucket(bucket, offsets, *slab_sorted, shape, slab_stops):
+def _resolve_bucket(bucket, offsets, *row_sorted, shape, row_stops):
     values, _, first = bucket
-    slab = _slab_of(first, shape, slab_stops)
+    row = _cc.chunk_row(first, shape, row_stops)
     new = np.zeros(len(values), dtype=np.uint64)
-    for s, sorted_first in enumerate(slab_sorted):
-        sel = slab == s
+    for s, sorted_first in enumerate(row_sorted):
+        sel = row == s
         if sel.any():
             new[sel] = (np.uint64(offsets[s]) + np.uint64(1)
                         + np.searchsorted(sorted_first, first[sel]).astype(np.uint64))
@@ -268,17 +259,17 @@ def renumber(labels) -> da.Array:
     g = _graph.Graph("relabel", x)
     split = _chunk_parts(g, x, edges)
     buckets = _bucket_tasks(g, split, x.numblocks, nbuckets)
-    slab_stops = np.cumsum(x.chunks[0])
-    nslabs = len(x.chunks[0])
-    slab_sorted = [
-        g.task("slab", (s,), _sorted_concat, *[
-            g.task("slab-part", (s, k), _bucket_firsts_in_slab, b, s=s, shape=x.shape,
-                   slab_stops=slab_stops)
+    row_stops = np.cumsum(x.chunks[0])
+    nrows = len(x.chunks[0])
+    row_sorted = [
+        g.task("row", (s,), _cc.sorted_concat, *[
+            g.task("row-part", (s, k), _bucket_firsts_in_row, b, s=s, shape=x.shape,
+                   row_stops=row_stops)
             for k, b in enumerate(buckets)])
-        for s in range(nslabs)
+        for s in range(nrows)
     ]
-    offsets = g.task("offsets", (), _offsets, *[g.task("slab-n", (s,), _len, ss)
-                                                for s, ss in enumerate(slab_sorted)])
-    tables = [g.task("table", (k,), _resolve_bucket, b, offsets, *slab_sorted, shape=x.shape,
-                     slab_stops=slab_stops) for k, b in enumerate(buckets)]
+    offsets = g.task("offsets", (), _offsets, *[g.task("row-n", (s,), _len, ss)
+                                                for s, ss in enumerate(row_sorted)])
+    tables = [g.task("table", (k,), _resolve_bucket, b, offsets, *row_sorted, shape=x.shape,
+                     row_stops=row_stops) for k, b in enumerate(buckets)]
     return _apply(g, x, tables, split, nbuckets, dtype)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 import warnings
@@ -163,7 +162,7 @@ class Plan:
     threads_per_worker: int
     memory_per_worker: int
     output: str
-    kept_levels: bool = False
+    kept_distances: bool = False
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v)
@@ -178,7 +177,7 @@ class Plan:
             f"halo:     {'x'.join(map(str, self.halo))}  ({self.halo_note})",
             f"tasks:    about {self.tasks}",
             f"workers:  {self.workers} x {self.threads_per_worker} thread(s), about {gb:.2f} GB "
-            "each" + (" (with the distances kept between the passes)" if self.kept_levels else ""),
+            "each" + (" (with the distances kept between the passes)" if self.kept_distances else ""),
             f"output:   {self.output} (nothing computed or written: dry run)",
         ])
 
@@ -188,7 +187,7 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     """Shapes, chunks, halo, task count and memory per worker of a run, computing nothing."""
     import os
 
-    from .segment import keeps_levels, levels_bytes, watershed_halo
+    from .segment import keeps_distances, distances_bytes, watershed_halo
 
     chunks = tuple(max(c) for c in image.chunks)
     nchunks = int(np.prod(image.numblocks))
@@ -228,13 +227,13 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     else:
         threads, nproc = threads_per_worker, nworkers
     # pass 1's distances stay in the workers for pass 2 when they fit (find_seeds)
-    kept = method == "watershed" and keeps_levels(image.shape, sampling)
+    kept = method == "watershed" and keeps_distances(image.shape, sampling)
     memory = _WORKER_BASE + threads * per_thread + \
-        (levels_bytes(image.shape, sampling) / nproc if kept else 0)
+        (distances_bytes(image.shape, sampling) / nproc if kept else 0)
     return Plan(shape=tuple(image.shape), dtype=str(image.dtype), chunks=chunks,
                 chunk_count=nchunks, method=method, halo=tuple(int(v) for v in h), halo_note=note,
                 tasks=int(tasks), workers=nproc, threads_per_worker=threads,
-                memory_per_worker=int(memory), output=str(output), kept_levels=kept)
+                memory_per_worker=int(memory), output=str(output), kept_distances=kept)
 
 
 

@@ -15,6 +15,7 @@ is a lazy dask array.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import logging
 import math
@@ -28,6 +29,7 @@ import numpy as np
 
 from . import _graph
 from ._kernels import distance as _dist
+from ._kernels import halo as _halo
 from ._kernels import seeds as _seeds
 from ._kernels import watershed as _ws
 from ._kernels.histogram import bincount
@@ -99,12 +101,12 @@ class Seeds:
     sampling: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
-    def levels(self) -> da.Array | None:
+    def distances(self) -> da.Array | None:
         """The whole image's distance levels kept from pass 1 (squared distances
         on isotropic grids, the distance itself otherwise), or None."""
         if self.held is None:
             return None
-        return self.held.levels(self.mask_chunks, _seeds.level_dtype(np.inf, self.sampling))
+        return self.held.distances(self.mask_chunks, _seeds.level_dtype(np.inf, self.sampling))
 
     @property
     def count(self) -> int:
@@ -132,7 +134,7 @@ class Seeds:
         return np.stack(np.unravel_index(self.flat, self.shape), axis=1).astype(np.int64)
 
 
-def _seed_task(padded, *, start, core, halos, **kwargs) -> dict:
+def _seed_task(padded, *, start, core, halos, **kwargs) -> _seeds.SeedBlock:
     """The seed kernel on the chunk with the first of ``halos`` that proves it.
 
     ``padded`` holds the largest; a smaller one is a window of it. A chunk
@@ -140,26 +142,21 @@ def _seed_task(padded, *, start, core, halos, **kwargs) -> dict:
     hand, instead of in another round through the client. The result says
     which ``halo`` it took.
     """
-    result: dict = {}
-    for h in halos:
-        window = tuple(slice(max(c.start - h, 0), min(c.stop + h, n))
-                       for c, n in zip(core, padded.shape))
-        result = _seeds.seed_block(
-            padded[window], start=tuple(s + w.start for s, w in zip(start, window)),
-            core=tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(core, window)),
-            **kwargs)
-        result["halo"] = h
-        if result["ok"]:
-            break
-    return result
+    halo, result = _halo.first_proven(padded, start=start, core=core, halos=halos,
+                                      kernel=functools.partial(_seed_window, **kwargs))
+    return dataclasses.replace(result, halo=halo)
 
 
-def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampling, keep_levels,
+def _seed_window(block, *, start, core, halo, **kwargs) -> _seeds.SeedBlock:
+    return _seeds.seed_block(block, start=start, core=core, **kwargs)
+
+
+def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampling, keep_distances,
                   retry: bool = False):
     """Run the seed kernel on the chunks ``indices`` with ``halo`` (and, with
     ``retry``, twice it where that does not prove a chunk).
 
-    Returns their results in order and, with ``keep_levels``, the persisted
+    Returns their results in order and, with ``keep_distances``, the persisted
     result of each chunk (a dask collection per chunk; its ``"levels"`` are
     the chunk's distance levels), left in (worker) memory where it was
     computed, for the watershed pass.
@@ -173,10 +170,10 @@ def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampli
         key = _graph.padded_task(
             graph, "seed", source, index, (halos[-1],) * mask.ndim, _seed_task, whole=False,
             halos=halos, image_shape=mask.shape, min_distance=min_distance,
-            footprint=footprint, sampling=sampling, keep_levels=keep_levels, bands=bands,
+            footprint=footprint, sampling=sampling, keep_distances=keep_distances, bands=bands,
         )
         full[index] = key
-    if not keep_levels:
+    if not keep_distances:
         return graph.compute(list(full.values())), {}
     # the summaries (results without their levels) come back; the levels stay.
     # Where the chunks are kept by band, one task per band collects them (it
@@ -197,9 +194,9 @@ def _seed_results(mask: da.Array, indices, halo, min_distance, footprint, sampli
     return [summary[i] for i in indices], dict(zip(full, persisted))
 
 
-def _summaries(*results: dict) -> list:
+def _summaries(*results: _seeds.SeedBlock) -> list:
     """Each result without its levels."""
-    return [{k: v for k, v in r.items() if k != "levels"} for r in results]
+    return [dataclasses.replace(r, levels=None) for r in results]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,20 +227,20 @@ class _Held:
         keys = self.keys
         return _graph.Source(tuple(chunks), self.dtype, lambda idx: keys[idx], item="levels")
 
-    def levels(self, chunks, dtype) -> da.Array:
+    def distances(self, chunks, dtype) -> da.Array:
         """The kept levels as a dask array of ``dtype`` (one task per chunk)."""
         graph = _graph.Graph("levels", self.collection)
         for idx in self.keys:
-            graph.task("levels", idx, _levels_as, self.keys[idx], dtype=np.dtype(dtype))
+            graph.task("levels", idx, _distances_as, self.keys[idx], dtype=np.dtype(dtype))
         return graph.array("levels", chunks, np.dtype(dtype))
 
 
-def _levels_as(result: dict, *, dtype) -> np.ndarray:
+def _distances_as(result: dict, *, dtype) -> np.ndarray:
     # each chunk keeps the smallest exact dtype of its own levels
-    return result["levels"].astype(dtype, copy=False)
+    return result.levels.astype(dtype, copy=False)
 
 
-def levels_budget() -> int:
+def distances_budget() -> int:
     """Bytes the seeds pass may leave in memory for the watershed pass.
 
     A quarter of the workers' memory limits when the pass runs on a
@@ -263,19 +260,19 @@ def levels_budget() -> int:
     return total // 4
 
 
-def levels_bytes(shape, sampling=None) -> float:
+def distances_bytes(shape, sampling=None) -> float:
     """What keeping the levels of an image may take, counted before pass 1 knows
     the distances: 4 bytes a pixel (8 with anisotropic ``sampling``)."""
     return float(np.prod(shape, dtype=np.float64)) * (4 if sampling is None else 8)
 
 
-def keeps_levels(shape, sampling=None) -> bool:
-    """``keep_levels="auto"``: keep pass 1's levels when they fit :func:`levels_budget`."""
-    return levels_bytes(shape, sampling) <= levels_budget()
+def keeps_distances(shape, sampling=None) -> bool:
+    """``keep_distances="auto"``: keep pass 1's levels when they fit :func:`distances_budget`."""
+    return distances_bytes(shape, sampling) <= distances_budget()
 
 
 def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=None,
-               halo="auto", max_halo: int | None = None, keep_levels="auto") -> Seeds:
+               halo="auto", max_halo: int | None = None, keep_distances="auto") -> Seeds:
     """Seeds of a chunked foreground mask, equal to the whole-image ``peak_local_max``.
 
     The seeds are those of ``skimage.feature.peak_local_max(distance,
@@ -293,12 +290,12 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
         Pass-1 halo in pixels. ``"auto"`` starts small and doubles it for the
         chunks whose distances or candidates it cannot prove; an int is used
         as is, and a chunk it cannot prove is an error naming the chunk.
-    keep_levels : "auto" or bool
+    keep_distances : "auto" or bool
         Keep the distance levels of pass 1 in memory (2 bytes a pixel while
         distances stay below 256 px, else 4; 8 with anisotropic ``sampling``)
         so that :func:`watershed` does not compute the distance transform
         again. ``"auto"`` keeps them when their upper bound
-        (:func:`levels_bytes`) fits :func:`levels_budget` (a quarter of the
+        (:func:`distances_bytes`) fits :func:`distances_budget` (a quarter of the
         memory); larger images recompute them chunk by chunk, which keeps
         memory per chunk.
 
@@ -328,7 +325,7 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     else:
         h = max(footprint // 2 + min_distance + 2, 16)
     limit = max_halo or max(mask.shape)
-    keep_levels = keeps_levels(mask.shape, sampling) if keep_levels == "auto" else bool(keep_levels)
+    keep_distances = keeps_distances(mask.shape, sampling) if keep_distances == "auto" else bool(keep_distances)
     held: dict = {}
     # fused read + threshold: one task per chunk instead of two (this graph is
     # computed as Delayed objects, which dask does not optimise as arrays)
@@ -346,13 +343,13 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
         hh = needed[pending[0]]
         retry = not fixed and 2 * hh <= limit  # twice the halo tried in the same task
         out, lv = _seed_results(mask, pending, (hh,) * mask.ndim, min_distance, footprint,
-                                sampling, keep_levels, retry=retry)
+                                sampling, keep_distances, retry=retry)
         failed = []
         for idx, res in zip(pending, out):
-            needed[idx] = res["halo"]
-            if res["ok"]:
+            needed[idx] = res.halo
+            if res.ok:
                 results[idx] = res
-                if keep_levels:
+                if keep_distances:
                     held[idx] = lv[idx]
             else:
                 failed.append(idx)
@@ -373,19 +370,19 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
         pending = failed
 
     ordered = [results[idx] for idx in all_indices]
-    undecided = [r["undecided"] for r in ordered]
+    undecided = [r.undecided for r in ordered]
     n_undecided = int(sum(len(u) for u in undecided))
     kept_undecided = np.empty(0, dtype=np.int64)
     if n_undecided:
         kept_undecided = _seeds.settle_undecided(
             np.concatenate(undecided),
-            np.concatenate([r["undecided_level"] for r in ordered]),
-            np.concatenate([r["border"] for r in ordered]),
-            np.concatenate([r["border_level"] for r in ordered]),
+            np.concatenate([r.undecided_level for r in ordered]),
+            np.concatenate([r.border for r in ordered]),
+            np.concatenate([r.border_level for r in ordered]),
             image_shape=mask.shape, min_distance=min_distance,
         )
-    flat = np.sort(np.concatenate([r["seeds"] for r in ordered] + [kept_undecided]))
-    max_level = max((r["max_level"] for r in ordered), default=0.0)
+    flat = np.sort(np.concatenate([r.seeds for r in ordered] + [kept_undecided]))
+    max_level = max((r.max_level for r in ordered), default=0.0)
     max_distance = float(_dist.distance_from_levels(np.float64(max_level), sampling))
     log.info("seeds: %d (%d settled globally), max distance %.3g, halo %d",
              len(flat), len(kept_undecided), max_distance, max(needed.values()))
@@ -393,7 +390,7 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
         flat=flat.astype(np.int64), shape=tuple(mask.shape), chunks=mask.chunks,
         max_distance=max_distance, halo=(max(needed.values()),) * mask.ndim,
         undecided=n_undecided,
-        held=_Held.of(held, _seeds.level_dtype(max_level, sampling)) if keep_levels else None,
+        held=_Held.of(held, _seeds.level_dtype(max_level, sampling)) if keep_distances else None,
         mask_name=mask_name, mask_chunks=tuple(mask.chunks), sampling=sampling,
     )
 
@@ -493,7 +490,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
         _graph.padded_task(
             graph, "labels", source, idx, outer, _watershed_task, whole=False, extra=(table,),
             region=region, halo=max(hs), image_shape=tuple(mask.shape), sampling=sampling,
-            block_index=idx, dtype=dtype, exact_levels=exact, bands=bands,
+            block_index=idx, dtype=dtype, exact_distances=exact, bands=bands,
         )
     return graph.array("labels", mask.chunks, dtype)
 

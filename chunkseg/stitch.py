@@ -9,8 +9,8 @@ same ids: raster order of each component's first pixel) at every chunking:
    connectivity allows) are paired from the chunks' boundary planes only;
 3. one union-find over the face ids (not all ids) gives each merged
    component its key: the flat index of its first pixel;
-4. components are ranked by key slab by slab (chunks sharing the first
-   block index), with slab offsets from a cumsum: no task holds a table of
+4. components are ranked by key row by row (chunks sharing the first
+   block index), with row offsets from a cumsum: no task holds a table of
    every label;
 5. each chunk is labelled again (recomputed, so no label block waits in
    memory across the barrier) and remapped through its own small table.
@@ -85,39 +85,28 @@ def _owned_keys(summary, union, bases, *, k):
     return np.sort(own)
 
 
-def _concat_sorted(*arrays):
-    if not arrays:
-        return np.empty(0, dtype=np.int64)
-    return np.sort(np.concatenate(arrays))
-
-
-def _slab_offsets(*slabs):
-    counts = np.array([len(s) for s in slabs], dtype=np.int64)
+def _row_offsets(*rows):
+    counts = np.array([len(s) for s in rows], dtype=np.int64)
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
-def _keys_slab(keys, shape, slab_stops):
-    row = np.unravel_index(keys, shape)[0]
-    return np.searchsorted(slab_stops, row, side="right")
-
-
-def _resolve_slab(union, sorted_keys, offsets, *, slab, shape, slab_stops):
-    """Final ids of the merged components whose first pixel lies in ``slab``."""
+def _resolve_row(union, sorted_keys, offsets, *, row, shape, row_stops):
+    """Final ids of the merged components whose first pixel lies in ``row``."""
     _, keys = union
     keys = np.unique(keys)
-    keys = keys[_keys_slab(keys, shape, slab_stops) == slab]
-    return keys, offsets[slab] + np.searchsorted(sorted_keys, keys) + 1
+    keys = keys[_cc.chunk_row(keys, shape, row_stops) == row]
+    return keys, offsets[row] + np.searchsorted(sorted_keys, keys) + 1
 
 
-def _chunk_table(summary, union, bases, slab_sorted, offsets, resolved, *, slab, k):
+def _chunk_table(summary, union, bases, row_sorted, offsets, resolved, *, row, k):
     """final id of each local label (index 0 -> 0)."""
     n, first, _ = summary
     subset = _face_subset(union, int(bases[k]), n)
-    slab_offset = offsets[slab]
+    row_offset = offsets[row]
     table = np.zeros(n + 1, dtype=np.uint64)
     if n == 0:
         return table
-    table[1:] = slab_offset + np.searchsorted(slab_sorted, first) + 1
+    table[1:] = row_offset + np.searchsorted(row_sorted, first) + 1
     local, keys = subset
     if len(local):
         known_keys, known_ids = resolved
@@ -163,7 +152,7 @@ def label(mask, *, connectivity: int = 1, _raw_offset: int = 0) -> da.Array:
 
     Notes
     -----
-    No task holds more than a few chunks, the face ids, or one slab's
+    No task holds more than a few chunks, the face ids, or one row's
     component keys; the input is read twice (once to find the merges, once to
     write), so no label block waits in memory across the barrier.
     """
@@ -183,7 +172,7 @@ def _local_summary(block, *, connectivity, origin, image_shape):
     """(count, first pixels, boundary planes) of one chunk's own labelling."""
     labels, n = _cc.label_block(block, connectivity=connectivity)
     first = _cc.first_pixels(labels, n, origin=origin, image_shape=image_shape)
-    return n, first, _cc.boundary_slabs(labels)
+    return n, first, _cc.boundary_faces(labels)
 
 
 def _label(mask, connectivity, _raw_offset):
@@ -227,22 +216,22 @@ def _label(mask, connectivity, _raw_offset):
 
     owned = {idx: g.task("owned", idx, _owned_keys, metas[idx], union, bases_all, k=order[idx])
              for idx in indices}
-    nslabs = nblocks[0]
-    slab_stops = np.cumsum(x.chunks[0])
-    slab_sorted = [
-        g.task("slab", (s,), _concat_sorted, *[owned[i] for i in indices if i[0] == s])
-        for s in range(nslabs)
+    nrows = nblocks[0]
+    row_stops = np.cumsum(x.chunks[0])
+    row_sorted = [
+        g.task("row", (s,), _cc.sorted_concat, *[owned[i] for i in indices if i[0] == s])
+        for s in range(nrows)
     ]
-    offsets = g.task("offsets", (), _slab_offsets, *slab_sorted)
+    offsets = g.task("offsets", (), _row_offsets, *row_sorted)
     resolved_parts = [
-        g.task("resolve", (s,), _resolve_slab, union, slab_sorted[s], offsets, slab=s,
-               shape=shape, slab_stops=slab_stops)
-        for s in range(nslabs)
+        g.task("resolve", (s,), _resolve_row, union, row_sorted[s], offsets, row=s,
+               shape=shape, row_stops=row_stops)
+        for s in range(nrows)
     ]
     resolved = g.task("resolved", (), _concat_resolved, *resolved_parts)
     tables = {
         idx: g.task("table", idx, _chunk_table, metas[idx], union, bases_all,
-                    slab_sorted[idx[0]], offsets, resolved, slab=idx[0], k=order[idx])
+                    row_sorted[idx[0]], offsets, resolved, row=idx[0], k=order[idx])
         for idx in indices
     }
     total = g.task("total", (), _total, offsets)

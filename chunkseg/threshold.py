@@ -21,6 +21,7 @@ import skimage.filters
 from . import _graph
 from ._kernels import histogram as _hk
 from ._validate import InputError, check_image_array, check_numeric_for_threshold
+from .filters import gaussian_reach
 
 __all__ = [
     "METHODS",
@@ -436,16 +437,25 @@ def _li_integer(x, lo, hi, counts, centers, tolerance, initial_guess, iter_callb
     tolerance = tolerance or 0.5
     shifted = (x - lo).astype(x.dtype) if callable(initial_guess) else None
     t_next = _li_start(shifted, mean_shifted, lo, smax, initial_guess, x.dtype)
+    hist = hist.astype(np.float32)
+
+    def means(t):
+        fore = bin_centers > t
+        return (np.average(bin_centers[fore], weights=hist[fore]),
+                np.average(bin_centers[~fore], weights=hist[~fore]))
+
+    return _li_iterate(t_next, tolerance, lo, means, iter_callback)
+
+
+def _li_iterate(t_next, tolerance, lo, means, iter_callback):
+    """Li's fixed-point iteration from ``t_next``, as scikit-image's loop; ``means(t)`` gives
+    the foreground and background means of the shifted image at ``t``."""
     t_curr = -2 * tolerance
     if iter_callback is not None:
         iter_callback(t_next + lo)
-    hist = hist.astype(np.float32)
     while abs(t_next - t_curr) > tolerance:
         t_curr = t_next
-        fore = bin_centers > t_curr
-        back = ~fore
-        mean_fore = np.average(bin_centers[fore], weights=hist[fore])
-        mean_back = np.average(bin_centers[back], weights=hist[back])
+        mean_fore, mean_back = means(t_curr)
         if mean_back == 0:
             break
         t_next = (mean_back - mean_fore) / (np.log(mean_back) - np.log(mean_fore))
@@ -471,22 +481,14 @@ def _li_float(x, lo, hi, tolerance, initial_guess, iter_callback):
         # from the shifted image, and so do we.
         tolerance = _min_gap(shifted) / 2
     t_next = _li_start(shifted, mean_shifted, lo, dtype(hi - lo), initial_guess, x.dtype)
-    t_curr = -2 * tolerance
-    if iter_callback is not None:
-        iter_callback(t_next + lo)
-    while abs(t_next - t_curr) > tolerance:
-        t_curr = t_next
+
+    def means(t):  # one reduction pass over the image per iteration
         s_fore, n_fore, s_back, n_back = _graph.summed_partials(
-            shifted, _hk.split_sums, 4, np.float64, kwargs={"threshold": t_curr}
-        ).compute()
-        mean_fore = dtype(s_fore / n_fore) if n_fore else dtype(np.nan)
-        mean_back = dtype(s_back / n_back) if n_back else dtype(np.nan)
-        if mean_back == 0.0:
-            break
-        t_next = (mean_back - mean_fore) / (np.log(mean_back) - np.log(mean_fore))
-        if iter_callback is not None:
-            iter_callback(t_next + lo)
-    return t_next + lo
+            shifted, _hk.split_sums, 4, np.float64, kwargs={"threshold": t}).compute()
+        return (dtype(s_fore / n_fore) if n_fore else dtype(np.nan),
+                dtype(s_back / n_back) if n_back else dtype(np.nan))
+
+    return _li_iterate(t_next, tolerance, lo, means, iter_callback)
 
 
 METHODS: dict[str, Callable] = {
@@ -515,9 +517,8 @@ def threshold(image, method: str = "otsu", **kwargs):
 def _local_depth(ndim, block_size, method, param) -> tuple[int, ...]:
     if method == "gaussian":
         sigma = tuple((b - 1) / 6.0 for b in block_size) if param is None else param
-        sigma = np.broadcast_to(np.asarray(sigma, dtype=float), (ndim,))
         # skimage.filters.gaussian -> scipy.ndimage.gaussian_filter, truncate=4.0
-        return tuple(int(4.0 * float(s) + 0.5) for s in sigma)
+        return gaussian_reach(np.broadcast_to(np.asarray(sigma, dtype=float), (ndim,)))
     return tuple(b // 2 for b in block_size)
 
 

@@ -158,7 +158,7 @@ def test_chunks_placed_by_band_keep_neighbours_on_one_worker():
         workers = sorted(client.scheduler_info()["workers"])
         mask, _ = chunkseg.foreground(x)
         with get_task_stream(client) as stream:
-            seeds = chunkseg.find_seeds(mask, min_distance=6, keep_levels=True)
+            seeds = chunkseg.find_seeds(mask, min_distance=6, keep_distances=True)
         held = seeds.held.keys
         where = dict(client.who_has())
         for index, key in held.items():
@@ -194,13 +194,13 @@ def test_levels_budget_follows_the_scheduler_that_runs_the_pass():
     this process, so this machine's memory decides even while a client exists."""
     import psutil
 
-    from chunkseg.segment import levels_budget
+    from chunkseg.segment import distances_budget
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit="64MB",
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster):
-        assert levels_budget() == 64_000_000 // 4
+        assert distances_budget() == 64_000_000 // 4
         with dask.config.set(scheduler="threads"):
-            assert levels_budget() == psutil.virtual_memory().total // 4
+            assert distances_budget() == psutil.virtual_memory().total // 4
 
 
 @pytest.mark.parametrize("workers", [1, 2])

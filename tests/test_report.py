@@ -63,11 +63,11 @@ def test_distances_kept_or_recomputed_by_memory_budget(tmp_path, nuclei, monkeyp
     import sys
 
     kept = run_segment(nuclei, tmp_path / "kept.zarr", min_distance=6, progress=False)
-    assert kept.plan.kept_levels and kept.kept_distances
+    assert kept.plan.kept_distances and kept.kept_distances
     assert kept.to_dict()["halo"]["distances_kept_between_passes"] is True
-    monkeypatch.setattr(sys.modules["chunkseg.segment"], "levels_budget", lambda: 512 * 512 * 4 - 1)
+    monkeypatch.setattr(sys.modules["chunkseg.segment"], "distances_budget", lambda: 512 * 512 * 4 - 1)
     again = run_segment(nuclei, tmp_path / "again.zarr", min_distance=6, progress=False)
-    assert not again.plan.kept_levels and not again.kept_distances
+    assert not again.plan.kept_distances and not again.kept_distances
     assert again.plan.memory_per_worker < kept.plan.memory_per_worker
     np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "kept.zarr").compute(),
                                   chunkseg.open_labels(tmp_path / "again.zarr").compute())

@@ -55,8 +55,8 @@ def test_real_images_equal_whole_image_pipeline(name, md, sampling, chunkings):
     for chunks, keep in runs:
         x = da.from_array(image, chunks=chunks)
         mask, _ = chunkseg.foreground(x)
-        seeds = chunkseg.find_seeds(mask, min_distance=md, sampling=sampling, keep_levels=keep)
-        assert (seeds.levels is not None) == keep
+        seeds = chunkseg.find_seeds(mask, min_distance=md, sampling=sampling, keep_distances=keep)
+        assert (seeds.distances is not None) == keep
         labels = chunkseg.watershed(mask, seeds, sampling=sampling, min_distance=md).compute()
         if first is None:
             _check_against_reference(image, labels, md, sampling, seeds)
@@ -96,7 +96,7 @@ def test_kept_levels_are_the_whole_image_distance(sampling):
     mask, _ = chunkseg.foreground(da.from_array(image, chunks=(17, 31, 40)))
     seeds = chunkseg.find_seeds(mask, min_distance=5, sampling=sampling)  # auto: small, kept
     expected = ndi.distance_transform_edt(mask.compute(), sampling=sampling)
-    levels = seeds.levels.compute()
+    levels = seeds.distances.compute()
     distance = np.sqrt(levels.astype(np.float64)) if sampling is None else levels
     np.testing.assert_array_equal(distance, expected)
 
@@ -110,13 +110,13 @@ def test_kept_levels_beyond_uint16_distances():
     image[680:695, 700:750] = 200
     x = da.from_array(image, chunks=128)
     mask, _ = chunkseg.foreground(x, 100)
-    kept = chunkseg.find_seeds(mask, min_distance=5, keep_levels=True)
+    kept = chunkseg.find_seeds(mask, min_distance=5, keep_distances=True)
     assert kept.max_distance > 256
-    levels = kept.levels.compute()
+    levels = kept.distances.compute()
     np.testing.assert_array_equal(np.sqrt(levels.astype(np.float64)),
                                   ndi.distance_transform_edt(image > 100))
     a = chunkseg.watershed(mask, kept, min_distance=5).compute()
-    b = chunkseg.watershed(mask, chunkseg.find_seeds(mask, min_distance=5, keep_levels=False),
+    b = chunkseg.watershed(mask, chunkseg.find_seeds(mask, min_distance=5, keep_distances=False),
                            min_distance=5).compute()
     np.testing.assert_array_equal(a, b)
     assert a.max() == kept.count >= 3
@@ -125,11 +125,11 @@ def test_kept_levels_beyond_uint16_distances():
 def test_kept_levels_follow_the_memory_budget_and_the_mask(monkeypatch):
     image = synthetic_nuclei((300, 400), seed=5)
     mask, _ = chunkseg.foreground(da.from_array(image, chunks=90))
-    monkeypatch.setattr(SEGMENT_MODULE, "levels_budget", lambda: 300 * 400 * 4 - 1)
-    assert chunkseg.find_seeds(mask, min_distance=6).levels is None
-    monkeypatch.setattr(SEGMENT_MODULE, "levels_budget", lambda: 300 * 400 * 4)
+    monkeypatch.setattr(SEGMENT_MODULE, "distances_budget", lambda: 300 * 400 * 4 - 1)
+    assert chunkseg.find_seeds(mask, min_distance=6).distances is None
+    monkeypatch.setattr(SEGMENT_MODULE, "distances_budget", lambda: 300 * 400 * 4)
     seeds = chunkseg.find_seeds(mask, min_distance=6)
-    assert seeds.levels is not None
+    assert seeds.distances is not None
     # another mask (a different graph) never takes these levels: its own distance is used
     other = da.from_array(image, chunks=90) > 200
     labels = chunkseg.watershed(other, seeds, min_distance=6).compute()
@@ -315,7 +315,7 @@ def test_watershed_tasks_share_one_seed_table():
 
     image = synthetic_nuclei((400, 400), seed=6)
     mask, _ = chunkseg.foreground(da.from_array(image, chunks=100))
-    seeds = chunkseg.find_seeds(mask, min_distance=6, keep_levels=False)
+    seeds = chunkseg.find_seeds(mask, min_distance=6, keep_distances=False)
     labels = chunkseg.watershed(mask, seeds, min_distance=6)
     graph = dict(labels.__dask_graph__())
     tables = [k for k, v in graph.items() if isinstance(v, np.ndarray) and v.dtype == np.int64

@@ -37,7 +37,7 @@ def first_pixels(labels: np.ndarray, n: int, *, origin, image_shape) -> np.ndarr
     return np.ravel_multi_index(glob, image_shape).astype(np.int64)
 
 
-def boundary_slabs(labels: np.ndarray) -> dict:
+def boundary_faces(labels: np.ndarray) -> dict:
     """The first and last plane of the block along each axis."""
     out = {}
     for axis in range(labels.ndim):
@@ -64,7 +64,7 @@ def neighbour_offsets(ndim: int, connectivity: int) -> list[tuple[int, ...]]:
     return out
 
 
-def face_pairs(slabs_a: dict, slabs_b: dict, offset, *, connectivity: int,
+def face_pairs(faces_a: dict, faces_b: dict, offset, *, connectivity: int,
                base_a: int, base_b: int, first_a: np.ndarray, first_b: np.ndarray):
     """Pairs of global ids that touch across the cut between block a and block a + offset.
 
@@ -73,8 +73,8 @@ def face_pairs(slabs_a: dict, slabs_b: dict, offset, *, connectivity: int,
     """
     axes = [a for a, o in enumerate(offset) if o]
     # block a's plane on the side facing b, and b's plane facing a
-    a = slabs_a[(axes[0], 1)]
-    b = slabs_b[(axes[0], 0)]
+    a = faces_a[(axes[0], 1)]
+    b = faces_b[(axes[0], 0)]
     for ax in axes[1:]:
         sa = [slice(None)] * a.ndim
         sb = [slice(None)] * b.ndim
@@ -172,3 +172,14 @@ def border_values(block: np.ndarray, *, touches) -> np.ndarray:
                 plane = np.take(block, side, axis=axis)
                 found.append(np.unique(plane[plane != 0]).astype(np.uint64))
     return np.unique(np.concatenate(found))
+
+
+def sorted_concat(*arrays: np.ndarray) -> np.ndarray:
+    """The arrays concatenated and sorted (int64 and empty when there are none)."""
+    return np.sort(np.concatenate(arrays)) if arrays else np.empty(0, dtype=np.int64)
+
+
+def chunk_row(flat: np.ndarray, shape, row_stops) -> np.ndarray:
+    """Which row of chunks (along the first axis, cut at ``row_stops``) holds each flat index."""
+    first_axis = np.unravel_index(flat, shape)[0]
+    return np.searchsorted(row_stops, first_axis, side="right")

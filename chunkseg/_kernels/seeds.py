@@ -17,6 +17,8 @@ priority of a candidate is ``(-level, flat index)``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numba
 import numpy as np
 
@@ -204,8 +206,39 @@ def _peaks(lv: np.ndarray, unknown: np.ndarray, footprint: int) -> np.ndarray:
     return np.flatnonzero(~unknown & (lv > 0) & local_max)
 
 
+_NONE = np.empty(0, dtype=np.int64)
+
+
+def _none() -> np.ndarray:
+    return _NONE
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedBlock:
+    """What :func:`seed_block` found in one chunk.
+
+    ``ok``: every core pixel's candidate status is proven (else retry with a
+    larger halo; then nothing else is set). ``max_level``: the largest
+    distance level over the core. ``seeds``: the kept seeds (flat indices,
+    sorted). ``undecided`` and ``border`` (with their levels): the core
+    candidates the global step settles, and the kept seeds it needs.
+    ``levels``: the core's distance levels (with ``keep_distances``).
+    ``halo``: the halo that proved the chunk (set by the graph's task).
+    """
+
+    ok: bool
+    max_level: float = 0.0
+    seeds: np.ndarray = dataclasses.field(default_factory=_none)
+    undecided: np.ndarray = dataclasses.field(default_factory=_none)
+    undecided_level: np.ndarray = dataclasses.field(default_factory=_none)
+    border: np.ndarray = dataclasses.field(default_factory=_none)
+    border_level: np.ndarray = dataclasses.field(default_factory=_none)
+    levels: np.ndarray | None = None
+    halo: int | None = None
+
+
 def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
-               footprint: int, sampling=None, keep_levels: bool = False) -> dict:
+               footprint: int, sampling=None, keep_distances: bool = False) -> SeedBlock:
     """Seeds of one chunk, from its block padded with a halo.
 
     Parameters
@@ -220,13 +253,10 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
 
     Returns
     -------
-    dict with ``ok`` (every core pixel's candidate status is proven; else
-    retry with a larger halo), ``max_level`` over the core, the kept
-    ``seeds`` (flat indices, sorted), the
-    ``undecided`` core candidates and the kept ``border`` seeds that the
-    global step needs, each with its level. With ``keep_levels``, also
-    ``levels``: the core's distance levels, which are then the whole image's
-    (every core pixel is proven), so the watershed pass need not recompute them.
+    SeedBlock
+        With ``keep_distances``, also ``levels``: the core's distance levels,
+        which are then the whole image's (every core pixel is proven), so the
+        watershed pass need not recompute them.
     """
     ndim = mask.ndim
     cuts = [
@@ -247,10 +277,9 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
     ok = bool(core_known.all())
     # levels are 0 on the background and finite once proven
     max_level = float(lv[core].max()) if ok and lv[core].size else 0.0
-    empty = np.empty(0, dtype=np.int64)
-    result = {"ok": ok, "max_level": max_level}
+    empty = _NONE
     if not ok:
-        return result
+        return SeedBlock(ok=False, max_level=max_level)
 
     # levels() is either finite everywhere or inf everywhere (a block without background)
     finite = lv if lv.size == 0 or np.isfinite(lv.flat[0]) else np.zeros_like(lv)
@@ -303,16 +332,16 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
     border = decided_kept & near
 
     seed_order = np.argsort(flat[decided_kept])
-    result.update(
+    return SeedBlock(
+        ok=True, max_level=max_level,
         seeds=flat[decided_kept][seed_order],
         undecided=flat[undecided] if undecided.any() else empty,
         undecided_level=level[undecided] if undecided.any() else np.empty(0),
         border=flat[border] if border.any() else empty,
         border_level=level[border] if border.any() else np.empty(0),
+        levels=np.ascontiguousarray(lv[core], dtype=level_dtype(max_level, sampling))
+        if keep_distances else None,
     )
-    if keep_levels:
-        result["levels"] = np.ascontiguousarray(lv[core], dtype=level_dtype(max_level, sampling))
-    return result
 
 
 def level_dtype(max_level: float, sampling=None) -> np.dtype:

@@ -21,20 +21,11 @@ from __future__ import annotations
 import numpy as np
 from . import distance as _dist
 from . import flood as _flood
+from . import halo as _halo
 
 
 class HaloTooSmall(Exception):
     """Raised inside a block when even the largest halo could not be proven."""
-
-
-def _crop_to_halo(shape, core, halo):
-    outer, inner = [], []
-    for n, sl in zip(shape, core):
-        lo = max(sl.start - halo, 0)
-        hi = min(sl.stop + halo, n)
-        outer.append(slice(lo, hi))
-        inner.append(slice(sl.start - lo, sl.stop - lo))
-    return tuple(outer), tuple(inner)
 
 
 def _priority(lv: np.ndarray, mask: np.ndarray, sampling):
@@ -102,11 +93,11 @@ def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampli
 
 
 def watershed_block(block, *, start, image_shape, core, halo: int, seeds_flat, seeds_id,
-                    sampling=None, block_index=(), exact_levels: bool = False, dtype=np.uint64):
+                    sampling=None, block_index=(), exact_distances: bool = False, dtype=np.uint64):
     """Labels of one chunk, trying ``halo`` first and the whole padded block second.
 
     ``block`` is the chunk's mask padded by up to ``2 * halo`` or, with
-    ``exact_levels``, the whole image's distance levels there (the mask is
+    ``exact_distances``, the whole image's distance levels there (the mask is
     where they are above 0); ``seeds_flat`` and ``seeds_id`` list the seeds
     (global flat index, global id) that may lie in it. Labels come as ``dtype``.
     """
@@ -118,20 +109,18 @@ def watershed_block(block, *, start, image_shape, core, halo: int, seeds_flat, s
     full_halo = max(sl.start for sl in core) if core else 0
     full_halo = max([full_halo] + [block.shape[a] - sl.stop for a, sl in enumerate(core)])
     attempts = [halo] if halo >= full_halo else [halo, full_halo]
-    for h in attempts:
-        outer, inner = _crop_to_halo(block.shape, core, h)
-        sub = block[outer]
-        levels, sub = (sub, sub > 0) if exact_levels else (None, sub)
-        sub_start = tuple(int(s) + o.start for s, o in zip(start, outer))
-        local = all_coords - np.asarray(sub_start, dtype=np.int64)
+
+    def flood(sub, *, start, core, halo):
+        levels, sub = (sub, sub > 0) if exact_distances else (None, sub)
+        local = all_coords - np.asarray(start, dtype=np.int64)
         inside = np.all((local >= 0) & (local < np.asarray(sub.shape)), axis=1)
-        result = flood_block(
-            sub, start=sub_start, image_shape=image_shape, core=inner,
-            seed_coords=local[inside], seed_ids=seeds_id[inside], sampling=sampling,
-            levels=levels, dtype=dtype,
-        )
-        if result is not None:
-            return result
+        return flood_block(sub, start=start, image_shape=image_shape, core=core,
+                           seed_coords=local[inside], seed_ids=seeds_id[inside],
+                           sampling=sampling, levels=levels, dtype=dtype)
+
+    _, result = _halo.first_proven(block, start=start, core=core, halos=attempts, kernel=flood)
+    if result is not None:
+        return result
     raise HaloTooSmall(
         f"chunk {tuple(block_index)}: the watershed could not be proven with a halo of "
         f"{attempts[-1]} px; objects here reach farther. Rerun with a `halo` of {4 * max(attempts[-1], 1)} "
