@@ -316,10 +316,55 @@ def case_outofcore(quick, repeat):
     return rows
 
 
+def case_object_storage(quick, repeat):
+    """Input and output on a local S3 API server (moto, 127.0.0.1) against local disk, two
+    worker processes, alternating runs; and the requests the server saw per chunk."""
+    import logging
+    import re
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from _servers import s3_server
+
+    n = 4096 if quick else 8192
+    path = _input((n, n), (1024, 1024))
+    counts = {"GET": 0, "PUT": 0, "HEAD": 0, "other": 0}
+
+    class Count(logging.Handler):
+        def emit(self, record):
+            m = re.search(r'"(GET|PUT|HEAD|POST|DELETE) ', record.getMessage())
+            counts[m.group(1) if m and m.group(1) in counts else "other"] += 1
+
+    with s3_server():
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("bench")
+        fs.put(str(path), "bench/in.zarr", recursive=True)
+        werkzeug = logging.getLogger("werkzeug")
+        werkzeug.setLevel(logging.INFO)
+        handler = Count()
+        werkzeug.addHandler(handler)
+        # the child processes inherit the AWS_* variables that point at the server
+        disk, s3 = _alternating_runs(
+            ["chunkseg_segment", path, OUT / "os_disk.zarr", 7, "processes", 2],
+            ["chunkseg_segment", "s3://bench/in.zarr", "s3://bench/out.zarr", 7, "processes", 2],
+            repeat)
+        werkzeug.removeHandler(handler)
+    chunks = (n // 1024) ** 2
+    per_chunk = {k: v / repeat / chunks for k, v in counts.items()}
+    px = float(n * n)
+    label = f"object storage watershed {n}x{n} uint8"
+    return [_row(label, "chunkseg (local disk, 2 worker processes)", disk, disk, px,
+                 "reference: local disk"),
+            _row(label, "chunkseg (S3 API on 127.0.0.1, 2 worker processes)", s3, disk, px,
+                 f"{disk['wall_s'] / s3['wall_s']:.0%} of the local-disk speed; requests per "
+                 "chunk: " + ", ".join(f"{k} {v:.1f}" for k, v in per_chunk.items() if v))]
+
+
 CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": case_segment3d,
          "mosaic": case_mosaic, "label2d": case_label2d, "label3d": case_label3d,
          "scaling": case_scaling, "scaling_ooc": case_scaling_ooc, "graph": case_graph,
-         "outofcore": case_outofcore}
+         "outofcore": case_outofcore, "object_storage": case_object_storage}
 
 
 def _table(rows):

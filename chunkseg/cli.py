@@ -23,6 +23,7 @@ import numpy as np
 
 from . import __version__
 from ._validate import ChunkReadError, HaloTooSmallError, InputError
+from .io import store
 
 log = logging.getLogger("chunkseg")
 
@@ -48,6 +49,11 @@ def _add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
     p.add_argument("-v", "--verbose", action="count", help="more log output (-vv: also dask's)",
                    **({"default": 0} if top else default))
     p.add_argument("-q", "--quiet", action="store_true", help="only errors", **default)
+    p.add_argument("--storage-options", metavar="JSON", help="options of the object store "
+                   "client (fsspec), e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}'",
+                   **({"default": None} if top else default))
+    p.add_argument("--anon", action="store_true", help="read public buckets without credentials",
+                   **({"default": False} if top else default))
 
 
 def _add_image_options(p: argparse.ArgumentParser) -> None:
@@ -361,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     flags = _flag_table(args.parser)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, \
+                store.storage_options(store.check_storage_options(args.storage_options),
+                                      anon=args.anon):
             warnings.simplefilter("always", UserWarning)
             code = args.func(args)
         for w in caught:

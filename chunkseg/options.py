@@ -132,9 +132,15 @@ class SegmentOptions(_Common):
     into_input: str | None = None
     table: str | None = None
     report: str | bool | None = None
+    #: options of the object store client (credentials, endpoint); never recorded
+    storage_options: dict | None = None
 
     def __post_init__(self):
         super().__post_init__()
+        from .io.store import check_storage_options
+
+        if self.storage_options is not None:
+            self._set(storage_options=check_storage_options(self.storage_options))
         check_int("level", self.level, minimum=0)
         if self.missing_chunks not in ("error", "fill"):
             raise InputError(f"`missing_chunks` must be error or fill, got {self.missing_chunks!r}")

@@ -32,7 +32,7 @@ from .cluster import scheduler as _scheduler
 from .filters import describe_threshold
 from .io import readers, resume, store, writers
 from .options import CompareOptions, MeasureOptions, SegmentOptions
-from .segment import Seeds, Segmentation, build
+from .segment import Seeds, Segmentation, build, distances_bytes, keeps_distances, watershed_halo
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +187,6 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     """Shapes, chunks, halo, task count and memory per worker of a run, computing nothing."""
     import os
 
-    from .segment import keeps_distances, distances_bytes, watershed_halo
-
     chunks = tuple(max(c) for c in image.chunks)
     nchunks = int(np.prod(image.numblocks))
     if method == "watershed":
@@ -337,8 +335,12 @@ def run_segment(input, output=None, options: SegmentOptions | None = None,
     chunk is written. The JSON run report goes to ``report`` (default
     ``OUTPUT.report.json``; False: none).
     """
+    opts = _options(SegmentOptions, options, kwargs)
+    if opts.storage_options:
+        with store.storage_options(opts.storage_options):
+            return run_segment(input, output, opts.replace(storage_options=None))
     t0 = time.perf_counter()
-    job = _open(input, output, _options(SegmentOptions, options, kwargs))
+    job = _open(input, output, opts)
     plan = _plan(job)
     timings = {"open": time.perf_counter() - t0}
     with PeakMemory() as memory, warnings.catch_warnings(record=True) as warned:
@@ -353,7 +355,7 @@ def run_segment(input, output=None, options: SegmentOptions | None = None,
         writers.write_table(objects, job.options.table)
     if job.report_path is not None:
         writers.write_report(report.to_dict(), job.report_path)
-    writers.finish_output(job.output, objects=report.objects, threshold=report.threshold,
+    resume.finish_output(job.output, objects=report.objects, threshold=report.threshold,
                           fractions=report.fractions)
     return report
 
@@ -578,5 +580,5 @@ def run_compare(a, b, options: CompareOptions | None = None, **kwargs) -> tuple[
         writes = da.store(diff.astype(np.uint8).rechunk(out_chunks), array, lock=False,
                           compute=False)
         _, differ = dask.compute(writes, count)
-    writers.finish_output(o.out, differ=int(differ))
+    resume.finish_output(o.out, differ=int(differ))
     return int(differ), int(np.prod(x.shape))

@@ -18,7 +18,7 @@ import zarr
 
 from .._validate import ChunkReadError, InputError, check_image_array
 from . import ngff, store
-from .writers import LABELS_ARRAY, is_complete
+from .writers import LABELS_ARRAY, is_complete, label_arrays
 
 __all__ = ["ImageInfo", "OpenedImage", "inspect_image", "label_levels", "open_image",
            "open_labels", "read_image"]
@@ -83,11 +83,10 @@ class OpenedImage:
     axes: str
 
 
-def _is_tiff(path: Path) -> bool:
+def _is_tiff(path: store.Location) -> bool:
     try:
-        with open(path, "rb") as f:
-            return f.read(4) in _TIFF_MAGIC
-    except OSError:
+        return path.head(4) in _TIFF_MAGIC
+    except (OSError, InputError):
         return False
 
 
@@ -100,7 +99,10 @@ def _open_level(path, level: int, missing: str = "error") -> _Level:
             raise InputError(f"`missing_chunks` must be error or fill, got {missing!r}")
         return _open_zarr(path, level, missing)
     if _is_tiff(path):
-        return _open_tiff(path, level)
+        if not path.local:
+            raise InputError(f"{path}: TIFF on object storage is not read yet; convert it to "
+                             "OME-Zarr (e.g. bioformats2raw), or copy it to a local disk")
+        return _open_tiff(path.path, level)
     raise InputError(
         f"{path} is not an image chunkseg can read (Zarr, OME-Zarr or TIFF); "
         "convert it, e.g. with tifffile or bioformats2raw"
@@ -116,9 +118,11 @@ def _check_level(level: int, nlevels: int, path) -> None:
         )
 
 
-def _open_zarr(path: Path, level: int, missing: str) -> _Level:
+def _open_zarr(path: store.Location, level: int, missing: str) -> _Level:
     try:
-        node = zarr.open(store=str(path), mode="r")
+        node = zarr.open(store=path.zarr_store(read_only=True), mode="r")
+    except InputError:
+        raise
     except Exception as exc:  # zarr raises several types for "not a store"
         raise InputError(f"{path} is not a Zarr array or group ({exc.__class__.__name__})") from None
     fmt = f"zarr-v{node.metadata.zarr_format}"
@@ -364,9 +368,10 @@ def _open_tiff(path: Path, level: int) -> _Level:
 # --------------------------------------------------------------------------- public
 
 
-def inspect_image(path, *, level: int = 0) -> ImageInfo:
-    """Shape, dtype, chunks, levels, axes and channels of an image on disk."""
-    return _open_level(path, level).info
+def inspect_image(path, *, level: int = 0, storage_options: dict | None = None) -> ImageInfo:
+    """Shape, dtype, chunks, levels, axes and channels of a stored image (path or URL)."""
+    with store.storage_options(storage_options):
+        return _open_level(path, level).info
 
 
 def _select(x: da.Array, info: ImageInfo, channel) -> tuple[da.Array, str]:
@@ -416,7 +421,7 @@ def _select(x: da.Array, info: ImageInfo, channel) -> tuple[da.Array, str]:
 
 
 def open_image(path, *, level: int = 0, channel: int | str | None = None,
-               missing_chunks: str = "error") -> da.Array:
+               missing_chunks: str = "error", storage_options: dict | None = None) -> da.Array:
     """Open an image lazily as a dask array chunked like its storage.
 
     Parameters
@@ -432,7 +437,11 @@ def open_image(path, *, level: int = 0, channel: int | str | None = None,
     missing_chunks : "error" or "fill"
         A Zarr chunk absent from a local store stops the read with an error
         naming it (default), or reads as the fill value (arrays written
-        without their empty chunks).
+        without their empty chunks). On object storage a missing chunk reads
+        as the fill value.
+    storage_options : dict, optional
+        For URLs (``s3://``, ``gs://``, ``az://``, ``https://``): options of
+        the fsspec filesystem (credentials, ``endpoint_url``, ``anon``).
 
     Returns
     -------
@@ -445,28 +454,37 @@ def open_image(path, *, level: int = 0, channel: int | str | None = None,
         if x.ndim not in (2, 3):
             raise InputError(f"image is {x.ndim}-D; chunkseg segments 2D and 3D images")
         return x
-    return read_image(path, level=level, channel=channel, missing_chunks=missing_chunks).array
+    return read_image(path, level=level, channel=channel, missing_chunks=missing_chunks,
+                      storage_options=storage_options).array
 
 
-def read_image(path, *, level: int = 0, channel=None,
-               missing_chunks: str = "error") -> OpenedImage:
+def read_image(path, *, level: int = 0, channel=None, missing_chunks: str = "error",
+               storage_options: dict | None = None) -> OpenedImage:
     """Like :func:`open_image`, also returning the metadata and the kept axes."""
-    source = _open_level(path, level, missing_chunks)
+    with store.storage_options(storage_options):
+        source = _open_level(path, level, missing_chunks)
     x, axes = _select(source.array, source.info, channel)
     return OpenedImage(x, source.info, axes)
 
 
-def open_labels(path, *, allow_incomplete: bool = False):
-    """Open a label output of chunkseg as a lazy dask array.
+def open_labels(path, *, allow_incomplete: bool = False, storage_options: dict | None = None):
+    """Open a label output of chunkseg (a path or URL) as a lazy dask array.
 
     Refuses an output whose run did not finish (some chunks may be missing)
     unless ``allow_incomplete``.
     """
+    with store.storage_options(storage_options):
+        return _open_labels(path, allow_incomplete)
+
+
+def _open_labels(path, allow_incomplete: bool):
     path = store.location(path)
     if not path.exists():
         raise store.missing(path)
     try:
-        node = zarr.open(store=str(path), mode="r")
+        node = zarr.open(store=path.zarr_store(read_only=True), mode="r")
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"{path} is not a Zarr label store ({exc.__class__.__name__})") from None
     if isinstance(node, zarr.Group):
@@ -483,10 +501,6 @@ def open_labels(path, *, allow_incomplete: bool = False):
     return da.from_zarr(array)
 
 
-
-
 def label_levels(path) -> list:
     """The pyramid levels of a label output (lazily, as dask arrays), level 0 first."""
-    from .writers import label_arrays
-
     return [da.from_zarr(a) for a in label_arrays(path, mode="r")]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-from pathlib import Path
 from typing import Any
 
 import dask
@@ -20,10 +20,11 @@ import zarr
 
 from .._validate import InputError
 from . import store
+from . import writers
 from .writers import COMPLETE_KEY
 
 __all__ = ["PROGRESS_DIR", "RunState", "check_resume", "clear_progress", "done_blocks",
-           "fingerprint", "marker_paths", "save_state"]
+           "finish_output", "fingerprint", "marker_paths", "save_state"]
 
 #: Folder inside a label group that records the chunks written so far (removed when complete).
 PROGRESS_DIR = ".chunkseg-progress"
@@ -66,15 +67,16 @@ def save_state(path, *, threshold, seeds: dict | None) -> None:
     ``seeds``: a record whose array values are saved as ``.npy`` files and
     whose other values go to ``state.json``.
     """
-    folder = Path(path) / PROGRESS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = store.location(path) / PROGRESS_DIR
     scalar = threshold is not None and np.ndim(threshold) == 0  # class maps recompute theirs
     meta: dict[str, Any] = {"threshold": float(np.asarray(threshold)) if scalar else None}
     if seeds is not None:
         meta["seeds"] = {}
         for key, value in seeds.items():
             if isinstance(value, np.ndarray):
-                np.save(folder / f"seeds-{key}.npy", value)
+                buffer = io.BytesIO()
+                np.save(buffer, value)
+                (folder / f"seeds-{key}.npy").write_bytes(buffer.getvalue())
                 meta["seeds"][key] = {"npy": f"seeds-{key}.npy"}
             else:
                 meta["seeds"][key] = value
@@ -90,16 +92,17 @@ def _plain(value):
 
 
 def _load_state(path) -> RunState:
-    folder = Path(path) / PROGRESS_DIR
+    folder = store.location(path) / PROGRESS_DIR
     try:
         meta = json.loads((folder / "state.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, InputError):
         raise InputError(f"{path} holds no record of its run to resume from; run again with "
                          "`overwrite`") from None
     seeds = None
     if "seeds" in meta:
-        seeds = {key: np.load(folder / value["npy"]) if isinstance(value, dict) and "npy" in value
-                 else value for key, value in meta["seeds"].items()}
+        seeds = {key: np.load(io.BytesIO((folder / value["npy"]).read_bytes()))
+                 if isinstance(value, dict) and "npy" in value else value
+                 for key, value in meta["seeds"].items()}
     return RunState(threshold=meta["threshold"], seeds=seeds)
 
 
@@ -117,7 +120,7 @@ def check_resume(path, params: dict, *, compare_fingerprint: bool = True) -> Run
     if not store.exists(path):
         raise InputError(f"nothing to resume at {path}; run without `resume`")
     try:
-        group = zarr.open_group(str(store.location(path)), mode="r")
+        group = zarr.open_group(store.location(path).zarr_store(read_only=True), mode="r")
     except Exception:
         raise InputError(f"{path} is not a chunkseg label output; nothing to resume") from None
     meta = group.attrs.get(COMPLETE_KEY, {})
@@ -147,18 +150,27 @@ def _block_name(index) -> str:
 
 def marker_paths(path, indices) -> dict:
     """The marker file of each block index (its folder created): written after the chunk."""
-    folder = store.location(path).resolve() / PROGRESS_DIR / "done"
-    folder.mkdir(parents=True, exist_ok=True)
-    return {idx: str(folder / _block_name(idx)) for idx in indices}
+    loc = store.location(path)
+    if loc.local:
+        loc = store.location(loc.resolved())
+        (loc.path / PROGRESS_DIR / "done").mkdir(parents=True, exist_ok=True)
+    folder = loc / PROGRESS_DIR / "done"
+    return {idx: (folder / _block_name(idx)).name if loc.local else folder / _block_name(idx)
+            for idx in indices}
 
 
 def done_blocks(path) -> set:
     """Block indices whose chunk was fully written (their marker exists)."""
-    folder = Path(path) / PROGRESS_DIR / "done"
-    if not folder.exists():
-        return set()
-    return {tuple(int(v) for v in p.name.split(".")) for p in folder.iterdir()}
+    folder = store.location(path) / PROGRESS_DIR / "done"
+    return {tuple(int(v) for v in name.split(".")) for name in folder.names()}
 
 
 def clear_progress(path) -> None:
-    store.remove(Path(path) / PROGRESS_DIR)
+    (store.location(path) / PROGRESS_DIR).remove()
+
+
+def finish_output(path, **results) -> None:
+    """Mark a label output complete (with its results) and drop its progress markers."""
+    writers.mark_complete(zarr.open_group(store.location(path).zarr_store(read_only=False), mode="r+"),
+                  True, **results)
+    clear_progress(path)

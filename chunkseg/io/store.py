@@ -1,30 +1,256 @@
-"""Where a path becomes a storage location: the one place that knows what a location is.
+"""Where a path or URL becomes a storage location: the one place that knows what one is.
 
-Today every location is a local path; the object-storage work adds URLs
-(``s3://``, ``gs://``, ``https://``) here and nowhere else: readers, writers
-and resume ask this module whether a location exists, how to remove it and
-what token identifies its content.
+A :class:`Location` is a local path or a URL (``s3://``, ``gs://``,
+``az://``, ``https://`` read-only, ``file://``). Readers, writers and resume
+ask it whether something exists, open it as a Zarr store, read and write
+small files (markers, the report, the table) and remove it; nothing else in
+chunkseg tells the two apart. Remote locations go through fsspec (s3fs,
+gcsfs, adlfs, aiohttp), whose clients take their credentials and endpoints
+the standard way: for S3 the ``AWS_*`` environment variables (``AWS_ENDPOINT_URL``
+for S3-compatible servers) and profiles; ``storage_options`` (a dict,
+``--storage-options JSON``) pass anything else, ``anon=True`` (``--anon``)
+reads public buckets. Secrets are never part of a location's name, so they
+appear in no report, attribute, log or message.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
+import functools
+import json
 import os
 import shutil
 from pathlib import Path
 
 from .._validate import InputError
 
-__all__ = ["exists", "is_local", "location", "missing", "remove", "token"]
+__all__ = ["Location", "exists", "is_local", "location", "missing", "remove", "storage_options",
+           "token"]
+
+#: URL schemes chunkseg reads; the last two only read (no output goes there).
+REMOTE = ("s3", "gs", "gcs", "az", "abfs", "http", "https")
+READ_ONLY = ("http", "https")
+
+_OPTIONS: contextvars.ContextVar[dict] = contextvars.ContextVar("chunkseg_storage_options",
+                                                               default={})
 
 
-def location(path) -> Path:
-    """The storage location of ``path`` (a str or os.PathLike)."""
-    return Path(path)
+@contextlib.contextmanager
+def storage_options(options: dict | None = None, *, anon: bool = False):
+    """Storage options for every remote location opened inside the block (None and not
+    ``anon``: those already in force)."""
+    if options is None and not anon:
+        yield _OPTIONS.get()
+        return
+    merged = dict(check_storage_options(options))
+    if anon:
+        merged["anon"] = True
+    token = _OPTIONS.set(merged)
+    try:
+        yield merged
+    finally:
+        _OPTIONS.reset(token)
+
+
+def check_storage_options(options) -> dict:
+    """A dict, or a JSON object as text (``--storage-options``)."""
+    if options is None:
+        return {}
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except ValueError as exc:
+            raise InputError(f"`storage_options` must be a JSON object, got {options!r} "
+                             f"({exc.msg})") from None
+    if not isinstance(options, dict):
+        raise InputError(f"`storage_options` must be a JSON object (a dict), got "
+                         f"{type(options).__name__}")
+    return options
+
+
+@functools.lru_cache(maxsize=16)
+def _filesystem(protocol: str, options: str):
+    import fsspec
+
+    try:
+        return fsspec.filesystem(protocol, **json.loads(options))
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"cannot open {protocol}:// locations here ({exc}); install the "
+                         f"fsspec backend for {protocol}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """A local path or a URL, with what is needed to reach it."""
+
+    name: str  # the local path or the URL as given (never with credentials)
+    protocol: str = "file"
+    options: str = "{}"  # storage options as JSON (hashable)
+
+    @property
+    def local(self) -> bool:
+        return self.protocol == "file"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.name)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __fspath__(self) -> str:  # only local locations are paths
+        if not self.local:
+            raise TypeError(f"{self.name} is not a local path")
+        return self.name
+
+    def __truediv__(self, part: str) -> Location:
+        if self.local:
+            return dataclasses.replace(self, name=str(self.path / part))
+        return dataclasses.replace(self, name=f"{self.name.rstrip('/')}/{part}")
+
+    @property
+    def fs(self):
+        return _filesystem(self.protocol, self.options)
+
+    def _call(self, what: str, func, *args, **kwargs):
+        """A remote call whose failure is one line naming the URL (never its credentials)."""
+        try:
+            return func(*args, **kwargs)
+        except FileNotFoundError:
+            raise
+        except PermissionError as exc:
+            raise InputError(f"access to {self.name} denied ({_short(exc)}); check the "
+                             "credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, "
+                             "`storage_options`) or use `anon` for a public bucket") from None
+        except OSError as exc:
+            raise InputError(f"cannot {what} {self.name} ({type(exc).__name__}: {_short(exc)}); "
+                             "check the URL, the endpoint (AWS_ENDPOINT_URL) and the "
+                             "credentials") from None
+
+    def exists(self) -> bool:
+        if self.local:
+            return self.path.exists()
+        return bool(self._call("reach", self.fs.exists, self.name))
+
+    def remove(self) -> None:
+        if self.local:
+            if self.path.is_dir():
+                shutil.rmtree(self.path)
+            elif self.path.exists():
+                self.path.unlink()
+        elif self.exists():
+            self._call("remove", self.fs.rm, self.name, recursive=True)
+
+    def resolved(self) -> str:
+        return str(self.path.resolve()) if self.local else self.name
+
+    def check_writable(self) -> None:
+        if self.protocol in READ_ONLY:
+            raise InputError(f"{self.name}: {self.protocol}:// is read-only; write the output to "
+                             "a local path or to object storage (s3://, gs://, az://)")
+
+    def zarr_store(self, *, read_only: bool):
+        """What zarr opens: the path for local stores, an FsspecStore for URLs."""
+        if self.local:
+            return self.name
+        from zarr.storage import FsspecStore
+
+        if not read_only:
+            self.check_writable()
+        return FsspecStore.from_url(self.name, storage_options=json.loads(self.options),
+                                    read_only=read_only)
+
+    def head(self, n: int) -> bytes:
+        """The first ``n`` bytes of a file (a range request for URLs)."""
+        if self.local:
+            with open(self.path, "rb") as f:
+                return f.read(n)
+        return self._call("read", self.fs.cat_file, self.name, start=0, end=n)
+
+    def is_dir(self) -> bool:
+        """A folder, or a key prefix with keys below it (a Zarr store on object storage)."""
+        if self.local:
+            return self.path.is_dir()
+        return self._call("reach", self.fs.isdir, self.name)
+
+    def read_bytes(self) -> bytes:
+        if self.local:
+            return self.path.read_bytes()
+        return self._call("read", self.fs.cat_file, self.name)
+
+    def write_bytes(self, data: bytes) -> None:
+        if self.local:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_bytes(data)
+        else:
+            self.check_writable()
+            self._call("write", self.fs.pipe_file, self.name, data)
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode()
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode())
+
+    def names(self) -> list[str]:
+        """The names directly inside this location (a folder or a key prefix)."""
+        if self.local:
+            return [p.name for p in self.path.iterdir()] if self.path.is_dir() else []
+        try:
+            found = self._call("list", self.fs.ls, self.name, detail=False)
+        except FileNotFoundError:
+            return []
+        return [p.rstrip("/").rsplit("/", 1)[-1] for p in found]
+
+    def token(self) -> str:
+        """A token that changes when what is stored here is rewritten."""
+        from dask.base import tokenize
+
+        if self.local:
+            st = os.stat(self.path)
+            return tokenize(self.resolved(), st.st_size, st.st_mtime_ns)
+        info = {}
+        for meta in ("zarr.json", ".zgroup", ".zarray", ""):
+            target = self / meta if meta else self
+            try:
+                info = self._call("reach", self.fs.info, target.name)
+                break
+            except FileNotFoundError:
+                continue
+        return tokenize(self.name, info.get("ETag") or info.get("etag"), info.get("size"),
+                        str(info.get("LastModified") or info.get("mtime")))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+def is_url(path) -> bool:
+    return isinstance(path, str) and "://" in path
+
+
+def location(path) -> Location:
+    """The storage location of ``path``: a str, an os.PathLike, a URL or a Location."""
+    if isinstance(path, Location):
+        return path
+    if is_url(path):
+        protocol, _, rest = path.partition("://")
+        protocol = protocol.lower()
+        if protocol == "file":
+            return Location(rest)
+        if protocol not in REMOTE:
+            raise InputError(f"{path}: unknown URL scheme {protocol}://; use a local path, "
+                             f"file://, {', '.join(p + '://' for p in REMOTE)}")
+        return Location(path.rstrip("/"), protocol, json.dumps(_OPTIONS.get(), sort_keys=True))
+    return Location(os.fspath(path))
 
 
 def is_local(path) -> bool:
-    """Whether ``path`` names a location (a str or a path), not an in-memory array."""
-    return isinstance(path, (str, os.PathLike))
+    """Whether ``path`` names a location (a str, a path, a URL), not an in-memory array."""
+    return isinstance(path, (str, os.PathLike, Location))
 
 
 def exists(path) -> bool:
@@ -37,23 +263,36 @@ def missing(path) -> InputError:
 
 
 def remove(path) -> None:
-    """Remove a store (a folder) or a file at ``path``; nothing when it is absent."""
-    path = location(path)
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+    """Remove a store (a folder or a key prefix) or a file; nothing when it is absent."""
+    location(path).remove()
 
 
 def token(path) -> str:
     """A token for a stored file or store that changes when it is rewritten."""
-    from dask.base import tokenize
-
-    path = location(path)
-    st = os.stat(path)
-    return tokenize(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return location(path).token()
 
 
 def resolved(path) -> str:
     """An absolute name of ``path`` for reports and comparisons."""
-    return str(location(path).resolve())
+    return location(path).resolved()
+
+
+def _forget_filesystems() -> None:
+    """In a forked worker, no client of the parent's: fsspec's async filesystems (s3fs)
+    refuse to run in a child of the process that made them ("not fork-safe")."""
+    _filesystem.cache_clear()
+    import sys
+
+    if "fsspec" not in sys.modules:
+        return
+    from fsspec.registry import _registry
+
+    for cls in list(_registry.values()):
+        try:
+            cls.clear_instance_cache()
+        except Exception:  # a backend without an instance cache
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_filesystems)

@@ -9,7 +9,7 @@ in :mod:`chunkseg.pyramid`; the tasks there call :func:`write_block` here.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 from typing import Any
 
 import dask.array as da
@@ -20,7 +20,7 @@ from .._validate import InputError, check_image_array
 from . import ngff, store
 
 __all__ = ["LABELS_ARRAY", "add_to_labels_group", "check_output_path", "check_table_path",
-           "create_labels", "finish_output", "is_complete", "label_array", "labels_target",
+           "create_labels", "is_complete", "label_array", "labels_target",
            "mark_complete", "prepare_output", "to_zarr", "write_block", "write_mosaic",
            "write_report", "write_table"]
 
@@ -30,33 +30,39 @@ COMPLETE_KEY = "chunkseg"
 LABELS_ARRAY = "0"
 
 
-def prepare_output(path, *, overwrite: bool) -> Path:
+def prepare_output(path, *, overwrite: bool) -> store.Location:
     """Refuse an existing output unless ``overwrite``; then remove it."""
-    if store.exists(path):
+    loc = store.location(path)
+    loc.check_writable()
+    if loc.exists():
         if not overwrite:
             raise InputError(f"output {path} exists; pass `overwrite` to replace it")
-        store.remove(path)
-    return store.location(path)
+        loc.remove()
+    return loc
 
 
 def refuse_existing(path, what: str, *, overwrite: bool, resume: bool | None = None) -> None:
     """An existing ``what`` (output, report, table) needs ``overwrite`` (or ``resume``)."""
-    if store.exists(path) and not overwrite and not resume:
+    loc = store.location(path)
+    loc.check_writable()
+    if loc.exists() and not overwrite and not resume:
         tail = ", or `resume` to finish an interrupted run" if resume is not None else ""
         raise InputError(f"{what} {path} exists; pass `overwrite` to replace it{tail}")
 
 
-def check_output_path(output, inputs=()) -> Path:
-    """Refuse an output that lies inside (or is) one of the inputs."""
-    out = store.location(output).resolve()
+def check_output_path(output, inputs=()) -> store.Location:
+    """Refuse an output that lies inside (or is) one of the inputs, or that cannot be written."""
+    loc = store.location(output)
+    loc.check_writable()
+    out = loc.resolved().rstrip("/")
     for inp in inputs:
         if inp is None or not store.is_local(inp):
             continue
-        src = store.location(inp).resolve()
-        if out == src or src in out.parents:
+        src = store.location(inp).resolved().rstrip("/")
+        if out == src or out.startswith(src + ("/" if "://" in src else os.sep)):
             raise InputError(f"output {output} lies inside the input {inp}; write it elsewhere "
                              "(the input is never modified)")
-    return store.location(output)
+    return loc
 
 
 def mark_complete(node, complete: bool, **extra: Any) -> None:
@@ -71,7 +77,8 @@ def is_complete(node) -> bool:
     return bool(node.attrs.get(COMPLETE_KEY, {}).get("complete", False))
 
 
-def to_zarr(array, path, *, chunks=None, overwrite: bool = False, compute: bool = True):
+def to_zarr(array, path, *, chunks=None, overwrite: bool = False, compute: bool = True,
+            storage_options: dict | None = None):
     """Write an array to a new Zarr (v3) array at ``path``, chunk by chunk.
 
     The array is marked incomplete in its attributes until every chunk is
@@ -87,18 +94,25 @@ def to_zarr(array, path, *, chunks=None, overwrite: bool = False, compute: bool 
         Replace an existing store at ``path``.
     compute : bool
         With False, return the delayed write instead of running it.
+    storage_options : dict, optional
+        For URLs: options of the fsspec filesystem (credentials, endpoint).
 
     Returns
     -------
     zarr.Array (after the write), or a dask delayed when ``compute=False``
     """
+    with store.storage_options(storage_options):
+        return _to_zarr(array, path, chunks, overwrite, compute)
+
+
+def _to_zarr(array, path, chunks, overwrite, compute):
     x = array if isinstance(array, da.Array) else da.from_array(np.asarray(array), chunks="auto")
     check_image_array(x.shape, x.dtype, name="array")
     if chunks is None:
         chunks = tuple(max(c) for c in x.chunks)
     chunks = tuple(c[0] for c in da.core.normalize_chunks(chunks, x.shape, dtype=x.dtype))
     path = prepare_output(path, overwrite=overwrite)
-    z = zarr.create_array(store=str(path), shape=x.shape, chunks=chunks, dtype=x.dtype,
+    z = zarr.create_array(store=path.zarr_store(read_only=False), shape=x.shape, chunks=chunks, dtype=x.dtype,
                           config={"write_empty_chunks": True}, fill_value=0)
     mark_complete(z, False)
     writes = da.store(x.rechunk(chunks), z, lock=False, compute=False, return_stored=False)
@@ -129,7 +143,8 @@ def create_labels(path, *, shape, chunks, dtype, axes: str, scale=None, units=No
         shapes = [tuple(s) for s, _ in levels]
         scales = [list(sc) for _, sc in levels]
     ngff.level_steps(shapes)
-    group = zarr.open_group(str(store.location(path)), mode="w", zarr_format=fmt.zarr_format)
+    group = zarr.open_group(store.location(path).zarr_store(read_only=False), mode="w",
+                            zarr_format=fmt.zarr_format)
     mark_complete(group, False, **(attrs or {}))
     fmt.write(group, multiscales=[fmt.multiscale(ngff.multiscales(axes, scales, units))],
               **{"image-label": fmt.image_label(source_image)})
@@ -146,7 +161,7 @@ def create_labels(path, *, shape, chunks, dtype, axes: str, scale=None, units=No
 
 def label_arrays(path, mode: str = "r+") -> list:
     """The arrays of a label group, level 0 first."""
-    group = zarr.open_group(str(store.location(path)), mode=mode)
+    group = zarr.open_group(store.location(path).zarr_store(read_only=mode == "r"), mode=mode)
     if LABELS_ARRAY not in group:
         raise InputError(f"{path} holds no label array '{LABELS_ARRAY}'")
     arrays = []
@@ -160,7 +175,7 @@ def label_array(path):
 
 
 def labels_target(image_path, name: str, *, image_format: str, level: int, overwrite: bool,
-                  resume: bool = False) -> tuple[Path, str]:
+                  resume: bool = False) -> tuple[store.Location, str]:
     """Where label image ``name`` goes inside an OME-Zarr image, and its NGFF version.
 
     Checks only (nothing is written): the input must be an OME-Zarr image
@@ -174,6 +189,7 @@ def labels_target(image_path, name: str, *, image_format: str, level: int, overw
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise InputError(f"`into_input` must be a plain name like 'nuclei', got {name!r}")
     target = store.location(image_path) / "labels" / name
+    target.check_writable()
     if target.exists() and not (overwrite or resume):
         raise InputError(f"{target} exists; pass `overwrite` to replace it, or `resume` to "
                          "finish an interrupted run")
@@ -187,9 +203,10 @@ def add_to_labels_group(image_path, name: str) -> None:
     nothing else in the image.
     """
     root = store.location(image_path)
-    zarr_format = zarr.open_group(str(root), mode="r").metadata.zarr_format
+    zarr_format = zarr.open_group(root.zarr_store(read_only=True), mode="r").metadata.zarr_format
     fmt = next(f for f in ngff.FORMATS.values() if f.zarr_format == zarr_format)
-    labels = zarr.open_group(str(root / "labels"), mode="a", zarr_format=zarr_format)
+    labels = zarr.open_group((root / "labels").zarr_store(read_only=False), mode="a",
+                             zarr_format=zarr_format)
     fmt.add_label(labels, name)
 
 
@@ -197,22 +214,13 @@ def write_block(block, *, array, region, marker=None):
     """Write one block into ``array`` at ``region``, then its marker file (resume)."""
     array[region] = block
     if marker is not None:
-        with open(marker, "wb"):
-            pass
+        store.location(marker).write_bytes(b"")
 
 
-def finish_output(path, **results) -> None:
-    """Mark a label output complete (with its results) and drop its progress markers."""
-    from .resume import clear_progress
-
-    mark_complete(zarr.open_group(str(store.location(path)), mode="r+"), True, **results)
-    clear_progress(path)
-
-
-def write_mosaic(path, mosaic: np.ndarray, chunks) -> Path:
+def write_mosaic(path, mosaic: np.ndarray, chunks) -> store.Location:
     """Write an in-memory image as a (new or replaced) Zarr v3 array with every chunk stored."""
-    zarr.create_array(str(store.location(path)), data=mosaic, chunks=chunks, overwrite=True,
-                      config={"write_empty_chunks": True})
+    zarr.create_array(store.location(path).zarr_store(read_only=False), data=mosaic,
+                      chunks=chunks, overwrite=True, config={"write_empty_chunks": True})
     return store.location(path)
 
 
@@ -235,7 +243,11 @@ def check_table_path(path) -> str:
 
 def write_table(table, path) -> None:
     """Write a measurement table as CSV or Parquet (by the file name)."""
+    import io
+
+    buffer = io.BytesIO()
     if check_table_path(path) == ".csv":
-        table.to_csv(path, index=False)
+        table.to_csv(buffer, index=False)
     else:
-        table.to_parquet(path, index=False)
+        table.to_parquet(buffer, index=False)
+    store.location(path).write_bytes(buffer.getvalue())

@@ -1,0 +1,153 @@
+"""Images and labels on object storage: a real S3 API server (moto) and an HTTP server on
+127.0.0.1, read and written through zarr's fsspec store; labels equal the local-disk run's."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zarr
+
+import chunkseg
+from chunkseg.cli import main
+from chunkseg.datasets import synthetic_nuclei
+
+from ._servers import SECRET, http_server, s3_server
+from ._stores import write_ome_zarr
+
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """The server, an S3 filesystem on it, and a local input with its local-disk labels."""
+    import s3fs
+
+    with s3_server() as (server, env):
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("data")
+        folder = tmp_path_factory.mktemp("s3")
+        image = synthetic_nuclei((300, 340), seed=21)
+        local = folder / "in.zarr"
+        zarr.create_array(str(local), data=image, chunks=(100, 120))
+        assert main(["-q", "segment", str(local), str(folder / "local.zarr"),
+                     "--min-distance", "6"]) == 0
+        fs.put(str(local), "data/in.zarr", recursive=True)
+        want = chunkseg.open_labels(folder / "local.zarr").compute()
+        yield {"fs": fs, "env": env, "image": image, "want": want, "folder": folder}
+
+
+def _objects_text(fs, prefix):
+    """Every object under ``prefix`` as text (to look for secrets in)."""
+    return "".join(fs.cat_file(p).decode("latin-1") for p in fs.find(prefix))
+
+
+def test_segment_from_s3_to_s3_equals_local_disk_and_leaves_no_secret(s3, capsys):
+    assert main(["segment", "s3://data/in.zarr", "s3://data/out.zarr", "--min-distance", "6",
+                 "--table", "s3://data/objects.csv"]) == 0
+    out = capsys.readouterr()
+    got = chunkseg.open_labels("s3://data/out.zarr").compute()
+    np.testing.assert_array_equal(got, s3["want"])
+    fs = s3["fs"]
+    report = json.loads(fs.cat_file("data/out.zarr.report.json"))
+    assert report["params"]["input"] == "s3://data/in.zarr"
+    assert report["objects"] == int(s3["want"].max())
+    assert fs.cat_file("data/objects.csv").decode().count("\n") == report["objects"] + 1
+    assert not fs.exists("data/out.zarr/.chunkseg-progress")  # markers removed when complete
+    written = _objects_text(fs, "data/out.zarr") + fs.cat_file("data/out.zarr.report.json").decode()
+    assert SECRET not in written + out.out + out.err
+
+
+def test_zarr_v2_and_ome_zarr_levels_channels_on_s3(s3, tmp_path):
+    fs = s3["fs"]
+    image = s3["image"]
+    zarr.create_array(str(tmp_path / "v2.zarr"), data=image, chunks=(64, 64), zarr_format=2)
+    fs.put(str(tmp_path / "v2.zarr"), "data/v2.zarr", recursive=True)
+    np.testing.assert_array_equal(chunkseg.open_image("s3://data/v2.zarr").compute(), image)
+    stack = np.stack([image, image[::-1]])
+    write_ome_zarr(tmp_path / "ome.zarr", stack, axes="cyx", chunks=(1, 100, 100), levels=2,
+                   channel_names=["DNA", "flipped"])
+    fs.put(str(tmp_path / "ome.zarr"), "data/ome.zarr", recursive=True)
+    info = chunkseg.inspect_image("s3://data/ome.zarr")
+    assert info.channels == ["DNA", "flipped"] and len(info.levels) == 2
+    np.testing.assert_array_equal(
+        chunkseg.open_image("s3://data/ome.zarr", channel="flipped").compute(), image[::-1])
+    np.testing.assert_array_equal(
+        chunkseg.open_image("s3://data/ome.zarr", channel=0, level=1).compute(),
+        zarr.open_group(str(tmp_path / "ome.zarr"), mode="r")["1"][0])
+
+
+def test_worker_processes_read_and_write_s3_themselves(s3):
+    # a real CLI process with two worker processes: the workers open the store themselves
+    run = subprocess.run([sys.executable, "-m", "chunkseg", "-q", "segment", "s3://data/in.zarr",
+                          "s3://data/procs.zarr", "--min-distance", "6", "--scheduler",
+                          "processes", "--workers", "2"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    np.testing.assert_array_equal(chunkseg.open_labels("s3://data/procs.zarr").compute(),
+                                  s3["want"])
+    assert SECRET not in run.stdout + run.stderr
+
+
+def test_bad_locations_are_one_line_and_write_nothing(s3, capsys):
+    fs = s3["fs"]
+    assert main(["segment", "s3://nope/in.zarr", "s3://data/x.zarr"]) == 2
+    assert "input not found: s3://nope/in.zarr" in capsys.readouterr().err
+    assert main(["segment", "s3://data/missing.zarr", "s3://data/x.zarr"]) == 2
+    assert "input not found: s3://data/missing.zarr" in capsys.readouterr().err
+    fs.pipe_file("data/taken.zarr/zarr.json", b"{}")
+    assert main(["segment", "s3://data/in.zarr", "s3://data/taken.zarr"]) == 2
+    assert "s3://data/taken.zarr exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["segment", "s3://data/in.zarr", "https://example.org/out.zarr"]) == 2
+    assert "https:// is read-only" in capsys.readouterr().err
+    assert main(["segment", "ftp://host/in.zarr", "s3://data/x.zarr"]) == 2
+    assert "unknown URL scheme ftp://" in capsys.readouterr().err
+    assert main(["segment", "s3://data/in.zarr", "s3://data/x.zarr",
+                 "--storage-options", "{not json"]) == 2
+    assert "--storage-options must be a JSON object" in capsys.readouterr().err
+    assert not fs.exists("data/x.zarr")
+
+
+def test_https_ome_zarr_is_read_and_segmented_to_local(s3, tmp_path, capsys):
+    image = s3["image"]
+    write_ome_zarr(tmp_path / "served" / "img.zarr", image[None], axes="cyx",
+                   chunks=(1, 100, 120))
+    with http_server(tmp_path / "served") as base:
+        url = f"{base}/img.zarr"
+        np.testing.assert_array_equal(chunkseg.open_image(url).compute(), image)
+        assert main(["-q", "segment", url, str(tmp_path / "o.zarr"), "--min-distance", "6"]) == 0
+        np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "o.zarr").compute(),
+                                      s3["want"])
+        capsys.readouterr()
+        assert main(["segment", url, "--into-input", "nuclei"]) == 2
+        assert "http:// is read-only" in capsys.readouterr().err
+
+
+def test_killed_run_on_s3_is_incomplete_and_resume_finishes_it(s3, tmp_path):
+    """Markers are objects beside the chunks: a run killed mid-way resumes bit-identically."""
+    import signal
+    import time
+
+    image = synthetic_nuclei((512, 768), seed=5)
+    zarr.create_array(str(tmp_path / "big.zarr"), data=image, chunks=(128, 128))
+    fs = s3["fs"]
+    fs.put(str(tmp_path / "big.zarr"), "data/big.zarr", recursive=True)
+    args = ["-m", "chunkseg", "-q", "segment", "s3://data/big.zarr", "s3://data/big-out.zarr",
+            "--min-distance", "6", "--workers", "1"]
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    done = "data/big-out.zarr/.chunkseg-progress/done"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if fs.exists(done) and len(fs.ls(done, refresh=True)) >= 2:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    with pytest.raises(chunkseg.InputError, match="incomplete"):
+        chunkseg.open_labels("s3://data/big-out.zarr")
+    run = subprocess.run([sys.executable, *args, "--resume"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    want = chunkseg.segment(image, min_distance=6).compute()
+    np.testing.assert_array_equal(chunkseg.open_labels("s3://data/big-out.zarr").compute(), want)
