@@ -14,6 +14,11 @@ class HaloTooSmallError(ValueError):
     that would do)."""
 
 
+class ChunkWriteError(RuntimeError):
+    """An output chunk could not be written (the store went away, or refused it); names the
+    chunk and the store. The output stays incomplete and resumable."""
+
+
 class ChunkReadError(RuntimeError):
     """An input chunk could not be read (corrupt or missing); names the chunk and the store."""
 

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from . import __version__
-from ._validate import ChunkReadError, HaloTooSmallError, InputError
+from ._validate import ChunkReadError, ChunkWriteError, HaloTooSmallError, InputError
 from .io import store
 
 log = logging.getLogger("chunkseg")
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("chunkseg: interrupted", file=sys.stderr)
         return 130
-    except (ChunkReadError, HaloTooSmallError) as exc:  # the run failed on the way, and says why
+    except (ChunkReadError, ChunkWriteError, HaloTooSmallError) as exc:  # the run failed on the way, and says why
         print(f"chunkseg: error: {_translate(_one_line(exc), flags)}", file=sys.stderr)
         return 1
     except Exception as exc:  # anything else is chunkseg's fault, not the user's

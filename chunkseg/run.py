@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import warnings
@@ -453,7 +454,8 @@ def _write(job: _Job, seg: Segmentation, state, removed) -> _Written:
     markers = resume.marker_paths(job.output, [i for i in np.ndindex(*labels.numblocks)
                                                if i not in done])
     # labels used by nothing but their writes: each made inside its write task
-    writes = pyramid.store_blocks(labels, arrays, write=writers.write_block, markers=markers,
+    write = functools.partial(writers.write_block, where=str(job.output))
+    writes = pyramid.store_blocks(labels, arrays, write=write, markers=markers,
                                   skip=done, fuse=not extra and not measure_now)
     if measure_now:  # measured from the same label blocks as they are written
         mg, roots = _measure.measure_graph(labels, job.image.rechunk(labels.chunks))

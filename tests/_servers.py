@@ -13,29 +13,35 @@ SECRET = "chunkseg-test-secret-5f3a"
 
 
 @contextlib.contextmanager
-def s3_server():
-    """A moto S3 server on a free loopback port, and the AWS_* environment pointing at it."""
+def s3_server(port: int = 0):
+    """A moto S3 server on a loopback port (0: a free one), and the AWS_* environment pointing
+    at it. Its buckets live in this process: a server started again on the same port has
+    them."""
     from moto.server import ThreadedMotoServer
 
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     host, port = server.get_host_and_port()
     env = {"AWS_ACCESS_KEY_ID": "chunkseg-test", "AWS_SECRET_ACCESS_KEY": SECRET,
-           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+           # bounded retries (botocore's standard mode): a server gone is an error in seconds
+           "AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         yield server, env
     finally:
+        # the server may have been stopped already (a test of a server gone mid-run)
+        with contextlib.suppress(Exception):
+            server.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        server.stop()
 
 
 @contextlib.contextmanager

@@ -123,6 +123,7 @@ def test_https_ome_zarr_is_read_and_segmented_to_local(s3, tmp_path, capsys):
         assert "http:// is read-only" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the server-gone test below resumes on S3 in the default run
 def test_killed_run_on_s3_is_incomplete_and_resume_finishes_it(s3, tmp_path):
     """Markers are objects beside the chunks: a run killed mid-way resumes bit-identically."""
     import signal
@@ -151,3 +152,77 @@ def test_killed_run_on_s3_is_incomplete_and_resume_finishes_it(s3, tmp_path):
     assert run.returncode == 0, run.stderr
     want = chunkseg.segment(image, min_distance=6).compute()
     np.testing.assert_array_equal(chunkseg.open_labels("s3://data/big-out.zarr").compute(), want)
+
+
+def test_server_gone_mid_run_is_one_line_exit_1_and_resumable(s3, tmp_path):
+    """The S3 server stops while chunks are written: exit 1, one line naming the chunk and the
+    URL, the output incomplete; started again, --resume finishes it bit-identically."""
+    import socket
+    import time
+
+    from ._servers import s3_server
+
+    image = synthetic_nuclei((512, 768), seed=6)
+    zarr.create_array(str(tmp_path / "gone.zarr"), data=image, chunks=(128, 128))
+    with socket.socket() as sock:  # a free port, the same for both servers
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["-m", "chunkseg", "-q", "segment", "s3://gone/in.zarr", "s3://gone/out.zarr",
+            "--min-distance", "6", "--workers", "1"]
+    with s3_server(port) as (server, _):
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("gone")
+        fs.put(str(tmp_path / "gone.zarr"), "gone/in.zarr", recursive=True)
+        proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        done = "gone/out.zarr/.chunkseg-progress/done"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if fs.exists(done) and len(fs.ls(done, refresh=True)) >= 2:
+                break
+            time.sleep(0.01)
+        server.stop()
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert "s3://gone/" in lines[0] and "chunk (" in lines[0] and "resume" in lines[0], lines
+    with s3_server(port):
+        with pytest.raises(chunkseg.InputError, match="incomplete"):
+            chunkseg.open_labels("s3://gone/out.zarr")
+        run = subprocess.run([sys.executable, *args, "--resume"], capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr
+        want = chunkseg.segment(image, min_distance=6).compute()
+        np.testing.assert_array_equal(chunkseg.open_labels("s3://gone/out.zarr").compute(), want)
+
+
+def test_tiled_pyramidal_tiff_on_s3_is_read_by_byte_ranges(s3, tmp_path):
+    """A tiled pyramidal TIFF on S3 reads lazily, each level equal to the local file's."""
+    from ._stores import write_pyramidal_tiff
+
+    image = s3["image"]
+    local = write_pyramidal_tiff(tmp_path / "slide.tif", image, levels=3, tile=(64, 64))
+    s3["fs"].put(str(local), "data/slide.tif")
+    info = chunkseg.inspect_image("s3://data/slide.tif")
+    assert info.format == "tiff" and len(info.levels) == 3
+    for level in range(3):
+        got = chunkseg.open_image("s3://data/slide.tif", level=level)
+        np.testing.assert_array_equal(got.compute(), chunkseg.open_image(local, level=level))
+    # a window within one tile
+    part = chunkseg.open_image("s3://data/slide.tif")[:64, :64].compute()
+    np.testing.assert_array_equal(part, image[:64, :64])
+
+
+@pytest.mark.slow  # a scheduler and two workers start (about 10 s); processes run by default
+def test_remote_scheduler_workers_read_and_write_s3(s3, tmp_path):
+    """`dask scheduler` and `dask worker` processes (their own environment's credentials)."""
+    from ._cluster import remote_cluster
+
+    with remote_cluster(tmp_path, nworkers=2) as (address, _):
+        assert main(["-q", "segment", "s3://data/in.zarr", "s3://data/remote.zarr",
+                     "--min-distance", "6", "--scheduler", address]) == 0
+    np.testing.assert_array_equal(chunkseg.open_labels("s3://data/remote.zarr").compute(),
+                                  s3["want"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from pathlib import Path
 
 import dask.array as da
@@ -99,10 +100,7 @@ def _open_level(path, level: int, missing: str = "error") -> _Level:
             raise InputError(f"`missing_chunks` must be error or fill, got {missing!r}")
         return _open_zarr(path, level, missing)
     if _is_tiff(path):
-        if not path.local:
-            raise InputError(f"{path}: TIFF on object storage is not read yet; convert it to "
-                             "OME-Zarr (e.g. bioformats2raw), or copy it to a local disk")
-        return _open_tiff(path.path, level)
+        return _open_tiff(path, level)
     raise InputError(
         f"{path} is not an image chunkseg can read (Zarr, OME-Zarr or TIFF); "
         "convert it, e.g. with tifffile or bioformats2raw"
@@ -275,16 +273,18 @@ class _ZarrChunks:
             picks, ranges = self._chunk_ids(key)
             cids = [tuple(r[k] for r, k in zip(ranges, p)) for p in picks]
             where = f"chunk {cids[0]}" if len(cids) == 1 else f"chunks {cids[0]}..{cids[-1]}"
+            hint = ("the store did not answer: once it does, run again (an output being "
+                    "written stays incomplete; finish it with `resume`)") if "://" in self.label \
+                else "the store is damaged; restore it from a copy"
             raise ChunkReadError(
                 f"cannot read input {where} of {self.label}: {exc.__class__.__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''} (the store is damaged; "
-                "restore it from a copy)") from None
+                f"{str(exc).splitlines()[0][:200] if str(exc) else ''} ({hint})") from None
 
 
 class _TiffLevel:
-    """A picklable, lazily opened view of one TIFF level (series 0)."""
+    """A picklable, lazily opened view of one TIFF level (series 0): a path or a URL."""
 
-    def __init__(self, path: str, level: int, shape, dtype):
+    def __init__(self, path: store.Location, level: int, shape, dtype):
         self.path = path
         self.level = level
         self.shape = tuple(shape)
@@ -292,22 +292,36 @@ class _TiffLevel:
         self.ndim = len(self.shape)
 
     def __getitem__(self, key):
-        return _tiff_zarr(self.path, self.level)[key]
+        # on object storage one file handle per thread: reads of a worker's threads do not
+        # wait for each other behind tifffile's lock
+        thread = threading.get_ident() if not self.path.local else 0
+        return _tiff_zarr(self.path, self.level, thread)[key]
+
+
+#: Bytes fetched ahead on each read of a remote TIFF (its tiles are read by byte ranges).
+_TIFF_READAHEAD = 2**16
+
+
+def _binary(path: store.Location):
+    """A local path, or a remote file opened for byte-range reads."""
+    if path.local:
+        return path.name
+    return path.fs.open(path.name, "rb", block_size=_TIFF_READAHEAD, cache_type="readahead")
 
 
 @functools.lru_cache(maxsize=32)
-def _tiff_zarr(path: str, level: int):
+def _tiff_zarr(path: store.Location, level: int, thread: int = 0):
     import tifffile  # imported only for TIFF inputs (it is slow to import)
 
-    store = tifffile.imread(path, aszarr=True, series=0, level=level)
-    return zarr.open(store, mode="r")
+    store_ = tifffile.imread(_binary(path), aszarr=True, series=0, level=level)
+    return zarr.open(store_, mode="r")
 
 
-def _open_tiff(path: Path, level: int) -> _Level:
+def _open_tiff(path: store.Location, level: int) -> _Level:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(_binary(path)) as tif:
             series = tif.series[0]
             levels = [tuple(lv.shape) for lv in series.levels]
             _check_level(level, len(levels), path)
@@ -340,14 +354,14 @@ def _open_tiff(path: Path, level: int) -> _Level:
                          "file or convert it again") from None
     check_image_array(shape, dtype, name=str(path))
     try:
-        store_chunks = tuple(_tiff_zarr(str(path), level).chunks)
+        store_chunks = tuple(_tiff_zarr(path, level).chunks)
     except Exception as exc:
         raise InputError(f"{path} is not a readable TIFF ({exc.__class__.__name__}); check the "
                          "file or convert it again") from None
     chunks = da.core.normalize_chunks(
         "auto", shape, limit=_TIFF_CHUNK_BYTES, dtype=dtype, previous_chunks=store_chunks
     )
-    reader = _TiffLevel(str(path), level, shape, dtype)
+    reader = _TiffLevel(path, level, shape, dtype)
     # inline_array: each read task carries the (small, picklable) reader, so
     # every graph that reads this image has the same tasks under the same keys
     x = da.from_array(reader, chunks=chunks, meta=np.empty((0,) * len(shape), dtype=dtype),

@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from .._validate import InputError, check_image_array
+from .._validate import ChunkWriteError, InputError, check_image_array
 from . import ngff, store
 
 __all__ = ["LABELS_ARRAY", "add_to_labels_group", "check_output_path", "check_table_path",
@@ -210,11 +210,23 @@ def add_to_labels_group(image_path, name: str) -> None:
     fmt.add_label(labels, name)
 
 
-def write_block(block, *, array, region, marker=None):
-    """Write one block into ``array`` at ``region``, then its marker file (resume)."""
-    array[region] = block
-    if marker is not None:
-        store.location(marker).write_bytes(b"")
+def write_block(block, *, array, region, marker=None, where=None):
+    """Write one block into ``array`` at ``region``, then its marker file (resume).
+
+    A failure (the store went away, after the retries of its client) names the
+    chunk and ``where`` (the output); the output stays incomplete and resumable.
+    """
+    try:
+        array[region] = block
+        if marker is not None:
+            store.location(marker).write_bytes(b"")
+    except Exception as exc:
+        index = tuple(r.start // c for r, c in zip(region, array.chunks))
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ChunkWriteError(
+            f"cannot write output chunk {index} of {where or 'the output'} "
+            f"({type(exc).__name__}: {text}); the output stays incomplete: once the store "
+            "answers again, finish it with `resume`") from None
 
 
 def write_mosaic(path, mosaic: np.ndarray, chunks) -> store.Location:
