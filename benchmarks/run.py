@@ -318,8 +318,10 @@ def case_outofcore(quick, repeat):
 
 def case_object_storage(quick, repeat):
     """Input and output on a local S3 API server (moto, 127.0.0.1) against local disk, two
-    worker processes, alternating runs; and the requests the server saw per chunk."""
+    worker processes, alternating runs, through zarr's FsspecStore (s3fs, the default) and its
+    ObjectStore (obstore, ``DASK_CHUNKSEG__STORE=obstore``); and the requests per chunk."""
     import logging
+    import os
     import re
 
     sys.path.insert(0, str(HERE.parent / "tests"))
@@ -327,12 +329,14 @@ def case_object_storage(quick, repeat):
 
     n = 4096 if quick else 8192
     path = _input((n, n), (1024, 1024))
-    counts = {"GET": 0, "PUT": 0, "HEAD": 0, "other": 0}
+    counts = {b: {"GET": 0, "PUT": 0, "HEAD": 0, "other": 0} for b in ("fsspec", "obstore")}
+    backend = ["fsspec"]
 
     class Count(logging.Handler):
         def emit(self, record):
             m = re.search(r'"(GET|PUT|HEAD|POST|DELETE) ', record.getMessage())
-            counts[m.group(1) if m and m.group(1) in counts else "other"] += 1
+            c = counts[backend[0]]
+            c[m.group(1) if m and m.group(1) in c else "other"] += 1
 
     with s3_server():
         import s3fs
@@ -342,23 +346,37 @@ def case_object_storage(quick, repeat):
         fs.put(str(path), "bench/in.zarr", recursive=True)
         werkzeug = logging.getLogger("werkzeug")
         werkzeug.setLevel(logging.INFO)
+        werkzeug.propagate = False  # counted, not printed
         handler = Count()
         werkzeug.addHandler(handler)
         # the child processes inherit the AWS_* variables that point at the server
-        disk, s3 = _alternating_runs(
-            ["chunkseg_segment", path, OUT / "os_disk.zarr", 7, "processes", 2],
-            ["chunkseg_segment", "s3://bench/in.zarr", "s3://bench/out.zarr", 7, "processes", 2],
-            repeat)
+        s3_args = ["chunkseg_segment", "s3://bench/in.zarr", "s3://bench/out.zarr", 7,
+                   "processes", 2]
+        obstore_env = dict(os.environ, DASK_CHUNKSEG__STORE="obstore")
+        runs = []
+        for _ in range(repeat):
+            disk = _measure.python(TOOLS, "chunkseg_segment", path, OUT / "os_disk.zarr", 7,
+                                   "processes", 2)
+            backend[0] = "fsspec"
+            fsspec_run = _measure.python(TOOLS, *s3_args)
+            backend[0] = "obstore"
+            obstore_run = _measure.python(TOOLS, *s3_args, env=obstore_env)
+            runs.append((disk, fsspec_run, obstore_run))
         werkzeug.removeHandler(handler)
+    disk, fsspec_run, obstore_run = (_medians([r[i] for r in runs]) for i in range(3))
     chunks = (n // 1024) ** 2
-    per_chunk = {k: v / repeat / chunks for k, v in counts.items()}
     px = float(n * n)
     label = f"object storage watershed {n}x{n} uint8"
-    return [_row(label, "chunkseg (local disk, 2 worker processes)", disk, disk, px,
-                 "reference: local disk"),
-            _row(label, "chunkseg (S3 API on 127.0.0.1, 2 worker processes)", s3, disk, px,
-                 f"{disk['wall_s'] / s3['wall_s']:.0%} of the local-disk speed; requests per "
-                 "chunk: " + ", ".join(f"{k} {v:.1f}" for k, v in per_chunk.items() if v))]
+    rows = [_row(label, "chunkseg (local disk, 2 worker processes)", disk, disk, px,
+                 "reference: local disk")]
+    for name, r in (("fsspec", fsspec_run), ("obstore", obstore_run)):
+        per_chunk = {k: v / repeat / chunks for k, v in counts[name].items()}
+        rows.append(_row(label, f"chunkseg (S3 on 127.0.0.1 via {name}, 2 worker processes)",
+                         r, disk, px,
+                         f"{disk['wall_s'] / r['wall_s']:.0%} of the local-disk speed; requests "
+                         "per chunk: " + ", ".join(f"{k} {v:.1f}" for k, v in per_chunk.items()
+                                                   if v)))
+    return rows
 
 
 CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": case_segment3d,

@@ -226,3 +226,17 @@ def test_remote_scheduler_workers_read_and_write_s3(s3, tmp_path):
                      "--min-distance", "6", "--scheduler", address]) == 0
     np.testing.assert_array_equal(chunkseg.open_labels("s3://data/remote.zarr").compute(),
                                   s3["want"])
+
+
+def test_obstore_backend_gives_the_same_labels(s3, capsys):
+    """zarr's ObjectStore over obstore (dask config chunkseg.store: obstore), for s3://."""
+    import dask
+
+    with dask.config.set({"chunkseg.store": "obstore"}):
+        assert main(["-q", "segment", "s3://data/in.zarr", "s3://data/obstore.zarr",
+                     "--min-distance", "6"]) == 0
+        np.testing.assert_array_equal(chunkseg.open_labels("s3://data/obstore.zarr").compute(),
+                                      s3["want"])
+    with dask.config.set({"chunkseg.store": "bogus"}):
+        assert main(["info", "s3://data/in.zarr"]) == 2
+        assert "chunkseg.store must be fsspec or obstore, got 'bogus'" in capsys.readouterr().err

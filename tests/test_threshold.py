@@ -200,7 +200,8 @@ def test_bad_images_are_refused(image, match):
 def test_threshold_local_equals_skimage(method, param, mode):
     image = real_image("human-mitosis")[:200, :230]
     want = skimage.filters.threshold_local(image, 15, method, offset=3, mode=mode, param=param)
-    for chunks in [(64, 50), 7, 200]:
+    # chunks of 7, thinner than the halo, are merged first: that path once per method
+    for chunks in [(64, 50), 7, 200] if mode == "reflect" else [(64, 50), (37, 61)]:
         got = chunkseg.threshold_local(
             da.from_array(image, chunks=chunks), 15, method, offset=3, mode=mode, param=param
         ).compute()

@@ -152,13 +152,16 @@ class Location:
                              "a local path or to object storage (s3://, gs://, az://)")
 
     def zarr_store(self, *, read_only: bool):
-        """What zarr opens: the path for local stores, an FsspecStore for URLs."""
+        """What zarr opens: the path for local stores, an FsspecStore for URLs (or, with the
+        dask config ``chunkseg.store: obstore``, zarr's ObjectStore over obstore for s3://)."""
         if self.local:
             return self.name
-        from zarr.storage import FsspecStore
-
         if not read_only:
             self.check_writable()
+        if self.protocol == "s3" and _backend() == "obstore":
+            return _obstore(self.name, json.loads(self.options), read_only)
+        from zarr.storage import FsspecStore
+
         return FsspecStore.from_url(self.name, storage_options=json.loads(self.options),
                                     read_only=read_only)
 
@@ -223,6 +226,35 @@ class Location:
                         str(info.get("LastModified") or info.get("mtime")))
 
 
+def _backend() -> str:
+    """``fsspec`` (default) or ``obstore``: the dask config ``chunkseg.store``
+    (``DASK_CHUNKSEG__STORE=obstore``), for S3 only."""
+    import dask
+
+    backend = str(dask.config.get("chunkseg.store", "fsspec"))
+    if backend not in ("fsspec", "obstore"):
+        raise InputError(f"chunkseg.store must be fsspec or obstore, got {backend!r}")
+    return backend
+
+
+def _obstore(url: str, options: dict, read_only: bool):
+    """zarr's ObjectStore on obstore's S3Store (endpoint and credentials from the AWS_*
+    variables, as s3fs takes them)."""
+    try:
+        from obstore.store import S3Store
+    except ImportError:
+        raise InputError("chunkseg.store: obstore needs the obstore package "
+                         "(pip install obstore)") from None
+    from zarr.storage import ObjectStore
+
+    # the fsspec options do not carry over (other names): credentials come from AWS_*
+    config = {"skip_signature": True} if options.get("anon") else {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    client = {"allow_http": True} if endpoint.startswith("http://") else {}
+    return ObjectStore(S3Store.from_url(url, config=config or None, client_options=client or None),
+                       read_only=read_only)
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
@@ -244,7 +276,12 @@ def location(path) -> Location:
         if protocol not in REMOTE:
             raise InputError(f"{path}: unknown URL scheme {protocol}://; use a local path, "
                              f"file://, {', '.join(p + '://' for p in REMOTE)}")
-        return Location(path.rstrip("/"), protocol, json.dumps(_OPTIONS.get(), sort_keys=True))
+        options = dict(_OPTIONS.get())
+        if protocol == "s3":
+            # one GET per chunk: s3fs otherwise asks each object's size first (a HEAD) to split
+            # large reads in parallel; chunkseg's concurrency is over chunks
+            options.setdefault("max_concurrency", 1)
+        return Location(path.rstrip("/"), protocol, json.dumps(options, sort_keys=True))
     return Location(os.fspath(path))
 
 
