@@ -240,3 +240,19 @@ def test_obstore_backend_gives_the_same_labels(s3, capsys):
     with dask.config.set({"chunkseg.store": "bogus"}):
         assert main(["info", "s3://data/in.zarr"]) == 2
         assert "chunkseg.store must be fsspec or obstore, got 'bogus'" in capsys.readouterr().err
+
+
+def test_bad_credentials_are_one_line_exit_2(s3, capsys):
+    """The server checks signatures against its users (moto's IAM auth on): the test's keys
+    belong to no user, so every request is refused."""
+    import moto.settings
+
+    moto.settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+    try:
+        assert main(["segment", "s3://data/in.zarr", "s3://data/denied.zarr"]) == 2
+    finally:
+        moto.settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "access to s3://data/in.zarr denied" in err[0], err
+    assert "check the credentials" in err[0] and SECRET not in err[0]
+    assert not s3["fs"].exists("data/denied.zarr")

@@ -121,6 +121,8 @@ def _open_zarr(path: store.Location, level: int, missing: str) -> _Level:
         node = zarr.open(store=path.zarr_store(read_only=True), mode="r")
     except InputError:
         raise
+    except PermissionError as exc:  # a listing answered from the client's cache, then refused
+        raise path.denied(exc) from None
     except Exception as exc:  # zarr raises several types for "not a store"
         raise InputError(f"{path} is not a Zarr array or group ({exc.__class__.__name__})") from None
     fmt = f"zarr-v{node.metadata.zarr_format}"
@@ -348,6 +350,8 @@ def _open_tiff(path: store.Location, level: int) -> _Level:
                     pass
     except InputError:
         raise
+    except PermissionError as exc:  # a listing answered from the client's cache, then refused
+        raise path.denied(exc) from None
     except Exception as exc:  # tifffile raises TiffFileError, IndexError, ... for a bad file
         raise InputError(f"{path} is not a readable TIFF ({exc.__class__.__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else 'damaged'}); check the "
@@ -499,6 +503,8 @@ def _open_labels(path, allow_incomplete: bool):
         node = zarr.open(store=path.zarr_store(read_only=True), mode="r")
     except InputError:
         raise
+    except PermissionError as exc:  # a listing answered from the client's cache, then refused
+        raise path.denied(exc) from None
     except Exception as exc:
         raise InputError(f"{path} is not a Zarr label store ({exc.__class__.__name__})") from None
     if isinstance(node, zarr.Group):

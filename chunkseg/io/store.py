@@ -121,13 +121,17 @@ class Location:
         except FileNotFoundError:
             raise
         except PermissionError as exc:
-            raise InputError(f"access to {self.name} denied ({_short(exc)}); check the "
-                             "credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, "
-                             "`storage_options`) or use `anon` for a public bucket") from None
+            raise self.denied(exc) from None
         except OSError as exc:
             raise InputError(f"cannot {what} {self.name} ({type(exc).__name__}: {_short(exc)}); "
                              "check the URL, the endpoint (AWS_ENDPOINT_URL) and the "
                              "credentials") from None
+
+    def denied(self, exc: BaseException) -> InputError:
+        """The one line for a refused request: which location, and what to check."""
+        return InputError(f"access to {self.name} denied ({_short(exc)}); check the "
+                          "credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, "
+                          "`storage_options`) or use `anon` for a public bucket")
 
     def exists(self) -> bool:
         if self.local:
