@@ -302,7 +302,7 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
                                                                   f"{output}.report.json")
     if report_path is not None:
         writers.refuse_existing(report_path, "report", overwrite=opts.overwrite or opts.resume)
-    where = store.resolved(input) if store.is_local(input) else "array"
+    where = store.resolved(input) if store.is_location(input) else "array"
     params = dict(opts.params(input=where, chunks=tuple(max(c) for c in image.chunks),
                               spacing=sampling), version=__version__)
     if opts.resume:  # refused before any cluster starts when the output cannot be resumed
@@ -413,7 +413,7 @@ def _start_method(job: _Job) -> str | None:
     ever (seen: a worker blocked in its first chunk read, no connection open). Local
     stores keep the 0.1 s fork."""
     remote = [p for p in (job.input, job.output, job.options.table)
-              if p is not None and store.is_local(p) and not store.location(p).local]
+              if p is not None and store.is_location(p) and not store.location(p).local]
     return "spawn" if remote else None
 
 

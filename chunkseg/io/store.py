@@ -26,8 +26,8 @@ from pathlib import Path
 
 from .._validate import InputError
 
-__all__ = ["Location", "exists", "is_local", "location", "missing", "remove", "storage_options",
-           "token"]
+__all__ = ["Location", "exists", "is_location", "location", "missing", "remove",
+           "storage_options", "token"]
 
 #: URL schemes chunkseg reads; the last two only read (no output goes there).
 REMOTE = ("s3", "gs", "gcs", "az", "abfs", "http", "https")
@@ -289,7 +289,7 @@ def location(path) -> Location:
     return Location(os.fspath(path))
 
 
-def is_local(path) -> bool:
+def is_location(path) -> bool:
     """Whether ``path`` names a location (a str, a path, a URL), not an in-memory array."""
     return isinstance(path, (str, os.PathLike, Location))
 

@@ -56,7 +56,7 @@ def check_output_path(output, inputs=()) -> store.Location:
     loc.check_writable()
     out = loc.resolved().rstrip("/")
     for inp in inputs:
-        if inp is None or not store.is_local(inp):
+        if inp is None or not store.is_location(inp):
             continue
         src = store.location(inp).resolved().rstrip("/")
         if out == src or out.startswith(src + ("/" if "://" in src else os.sep)):
