@@ -323,7 +323,9 @@ def _plan(job: _Job) -> Plan:
 
 def plan_segment(input, output=None, options: SegmentOptions | None = None, **kwargs) -> Plan:
     """What :func:`run_segment` would do (chunks, halo, tasks, memory), computing nothing."""
-    return _plan(_open(input, output, _options(SegmentOptions, options, kwargs)))
+    opts = _options(SegmentOptions, options, kwargs)
+    with store.storage_options(opts.storage_options):
+        return _plan(_open(input, output, opts))
 
 
 def run_segment(input, output=None, options: SegmentOptions | None = None,
@@ -337,9 +339,11 @@ def run_segment(input, output=None, options: SegmentOptions | None = None,
     ``OUTPUT.report.json``; False: none).
     """
     opts = _options(SegmentOptions, options, kwargs)
-    if opts.storage_options:
-        with store.storage_options(opts.storage_options):
-            return run_segment(input, output, opts.replace(storage_options=None))
+    with store.storage_options(opts.storage_options):  # every location of the run uses them
+        return _run_segment(input, output, opts)
+
+
+def _run_segment(input, output, opts: SegmentOptions) -> SegmentReport:
     t0 = time.perf_counter()
     job = _open(input, output, opts)
     plan = _plan(job)

@@ -116,15 +116,20 @@ def _check_level(level: int, nlevels: int, path) -> None:
         )
 
 
-def _open_zarr(path: store.Location, level: int, missing: str) -> _Level:
+def _zarr_node(path: store.Location, what: str):
+    """The Zarr array or group at ``path``; one line naming ``what`` it should be if not."""
     try:
-        node = zarr.open(store=path.zarr_store(read_only=True), mode="r")
+        return zarr.open(store=path.zarr_store(read_only=True), mode="r")
     except InputError:
         raise
     except PermissionError as exc:  # a listing answered from the client's cache, then refused
         raise path.denied(exc) from None
     except Exception as exc:  # zarr raises several types for "not a store"
-        raise InputError(f"{path} is not a Zarr array or group ({exc.__class__.__name__})") from None
+        raise InputError(f"{path} is not {what} ({exc.__class__.__name__})") from None
+
+
+def _open_zarr(path: store.Location, level: int, missing: str) -> _Level:
+    node = _zarr_node(path, "a Zarr array or group")
     fmt = f"zarr-v{node.metadata.zarr_format}"
     if isinstance(node, zarr.Array):
         _check_level(level, 1, path)
@@ -499,14 +504,7 @@ def _open_labels(path, allow_incomplete: bool):
     path = store.location(path)
     if not path.exists():
         raise store.missing(path)
-    try:
-        node = zarr.open(store=path.zarr_store(read_only=True), mode="r")
-    except InputError:
-        raise
-    except PermissionError as exc:  # a listing answered from the client's cache, then refused
-        raise path.denied(exc) from None
-    except Exception as exc:
-        raise InputError(f"{path} is not a Zarr label store ({exc.__class__.__name__})") from None
+    node = _zarr_node(path, "a Zarr label store")
     if isinstance(node, zarr.Group):
         if LABELS_ARRAY not in node:
             raise InputError(f"{path} holds no label array '{LABELS_ARRAY}'")

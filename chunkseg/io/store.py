@@ -26,8 +26,8 @@ from pathlib import Path
 
 from .._validate import InputError
 
-__all__ = ["Location", "exists", "is_location", "location", "missing", "remove",
-           "storage_options", "token"]
+__all__ = ["Location", "exists", "is_location", "location", "missing", "storage_options",
+           "token"]
 
 #: URL schemes chunkseg reads; the last two only read (no output goes there).
 REMOTE = ("s3", "gs", "gcs", "az", "abfs", "http", "https")
@@ -301,11 +301,6 @@ def exists(path) -> bool:
 def missing(path) -> InputError:
     """The error for an input that is not there."""
     return InputError(f"input not found: {path} (check the path)")
-
-
-def remove(path) -> None:
-    """Remove a store (a folder or a key prefix) or a file; nothing when it is absent."""
-    location(path).remove()
 
 
 def token(path) -> str:
