@@ -123,11 +123,34 @@ def test_https_ome_zarr_is_read_and_segmented_to_local(s3, tmp_path, capsys):
         assert "http:// is read-only" in capsys.readouterr().err
 
 
+def _wait_for_markers(fs, output: str, proc, at_least: int = 2, timeout: float = 120) -> None:
+    """Until ``at_least`` chunks of a run writing to ``output`` (bucket/key) are marked done."""
+    import time
+
+    done = f"{output}/.chunkseg-progress/done"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if fs.exists(done) and len(fs.ls(done, refresh=True)) >= at_least:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no {at_least} chunks of {output} were written in time")
+
+
+def _resume_and_compare(url: str, args, image) -> None:
+    """The output at ``url`` is incomplete; ``--resume`` finishes it with the whole-image labels."""
+    with pytest.raises(chunkseg.InputError, match="incomplete"):
+        chunkseg.open_labels(url)
+    run = subprocess.run([sys.executable, *args, "--resume"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    want = chunkseg.segment(image, min_distance=6).compute()
+    np.testing.assert_array_equal(chunkseg.open_labels(url).compute(), want)
+
+
 @pytest.mark.slow  # the server-gone test below resumes on S3 in the default run
 def test_killed_run_on_s3_is_incomplete_and_resume_finishes_it(s3, tmp_path):
     """Markers are objects beside the chunks: a run killed mid-way resumes bit-identically."""
     import signal
-    import time
 
     image = synthetic_nuclei((512, 768), seed=5)
     zarr.create_array(str(tmp_path / "big.zarr"), data=image, chunks=(128, 128))
@@ -137,28 +160,16 @@ def test_killed_run_on_s3_is_incomplete_and_resume_finishes_it(s3, tmp_path):
             "--min-distance", "6", "--workers", "1"]
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    done = "data/big-out.zarr/.chunkseg-progress/done"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if fs.exists(done) and len(fs.ls(done, refresh=True)) >= 2:
-            break
-        time.sleep(0.01)
+    _wait_for_markers(fs, "data/big-out.zarr", proc)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    with pytest.raises(chunkseg.InputError, match="incomplete"):
-        chunkseg.open_labels("s3://data/big-out.zarr")
-    run = subprocess.run([sys.executable, *args, "--resume"], capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 0, run.stderr
-    want = chunkseg.segment(image, min_distance=6).compute()
-    np.testing.assert_array_equal(chunkseg.open_labels("s3://data/big-out.zarr").compute(), want)
+    _resume_and_compare("s3://data/big-out.zarr", args, image)
 
 
 def test_server_gone_mid_run_is_one_line_exit_1_and_resumable(s3, tmp_path):
     """The S3 server stops while chunks are written: exit 1, one line naming the chunk and the
     URL, the output incomplete; started again, --resume finishes it bit-identically."""
     import socket
-    import time
 
     from ._servers import s3_server
 
@@ -177,12 +188,7 @@ def test_server_gone_mid_run_is_one_line_exit_1_and_resumable(s3, tmp_path):
         fs.put(str(tmp_path / "gone.zarr"), "gone/in.zarr", recursive=True)
         proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        done = "gone/out.zarr/.chunkseg-progress/done"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if fs.exists(done) and len(fs.ls(done, refresh=True)) >= 2:
-                break
-            time.sleep(0.01)
+        _wait_for_markers(fs, "gone/out.zarr", proc)
         server.stop()
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 1, err
@@ -190,13 +196,7 @@ def test_server_gone_mid_run_is_one_line_exit_1_and_resumable(s3, tmp_path):
         assert len(lines) == 1, lines
         assert "s3://gone/" in lines[0] and "chunk (" in lines[0] and "resume" in lines[0], lines
     with s3_server(port):
-        with pytest.raises(chunkseg.InputError, match="incomplete"):
-            chunkseg.open_labels("s3://gone/out.zarr")
-        run = subprocess.run([sys.executable, *args, "--resume"], capture_output=True, text=True,
-                             timeout=300)
-        assert run.returncode == 0, run.stderr
-        want = chunkseg.segment(image, min_distance=6).compute()
-        np.testing.assert_array_equal(chunkseg.open_labels("s3://gone/out.zarr").compute(), want)
+        _resume_and_compare("s3://gone/out.zarr", args, image)
 
 
 def test_tiled_pyramidal_tiff_on_s3_is_read_by_byte_ranges(s3, tmp_path):
