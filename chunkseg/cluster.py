@@ -22,13 +22,16 @@ def _check_workers(workers) -> int | None:
 
 
 class _Expected(logging.Filter):
-    """Drops the worker records whose message starts with one of ``prefixes``.
+    """Drops the records whose message starts with one of ``prefixes``.
 
     "Compute Failed": the task's error goes back to the client, which raises
     it (the CLI prints it as one line), so the worker's copy with its
     traceback would only repeat it. While the local cluster closes, also a
     heartbeat that meets the closing scheduler (distributed's own race,
-    dask/distributed#7105): a traceback after a run that succeeded.
+    dask/distributed#7105): a traceback after a run that succeeded. On the
+    ``asyncio`` logger, an object-store request still in flight when a chunk
+    write has failed (:data:`ORPHANED_REQUESTS`): that failure is reported
+    once, as one line naming the chunk.
     """
 
     def __init__(self):
@@ -42,15 +45,23 @@ class _Expected(logging.Filter):
 #: What a worker of chunkseg's own local cluster need not log, from its start / its close.
 _QUIET_WHILE_RUNNING = ("Compute Failed",)
 _QUIET_WHILE_CLOSING = ("Failed to communicate with scheduler during heartbeat",)
+#: asyncio's report of a request task whose error nobody awaited (the store went away mid-run)
+ORPHANED_REQUESTS = ("Task exception was never retrieved",)
 
 
-def _quiet_worker_logs(prefixes) -> None:
-    logger = logging.getLogger("distributed.worker")
+def quiet_logs(name: str, prefixes) -> None:
+    """Drop the records of logger ``name`` that start with one of ``prefixes`` (one filter)."""
+    logger = logging.getLogger(name)
     quiet = next((f for f in logger.filters if isinstance(f, _Expected)), None)
     if quiet is None:
         quiet = _Expected()
         logger.addFilter(quiet)
     quiet.prefixes.update(prefixes)
+
+
+def _quiet_worker_logs(prefixes) -> None:
+    quiet_logs("distributed.worker", prefixes)
+    quiet_logs("asyncio", ORPHANED_REQUESTS)
 
 
 def placement_on() -> bool:

@@ -308,3 +308,21 @@ def test_library_errors_name_parameters_and_the_cli_its_flags(capsys, tmp_path):
     path, _ = _syn_store(tmp_path)
     assert main(["segment", str(path), str(tmp_path / "o.zarr"), "--smooth", "gaussian:x"]) == 2
     _one_error_line(capsys, "--smooth must be gaussian:SIGMA or median:SIZE, got 'gaussian:x'")
+
+
+def test_orphaned_store_requests_are_not_logged_beside_the_one_line():
+    """A chunk write that failed is reported once; asyncio's report of the request tasks still
+    in flight then (the store went away) is dropped, any other asyncio error is kept."""
+    import logging
+
+    from chunkseg.cli import _configure_logging
+
+    _configure_logging(0, False)
+    logger = logging.getLogger("asyncio")
+
+    def kept(message):
+        return bool(logger.filter(logger.makeRecord("asyncio", logging.ERROR, __file__, 0,
+                                                    message, (), None)))
+
+    assert not kept("Task exception was never retrieved\nfuture: <Task finished ...>")
+    assert kept("Unclosed client session")
