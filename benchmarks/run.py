@@ -346,7 +346,9 @@ def case_object_storage(quick, repeat):
         fs.put(str(path), "bench/in.zarr", recursive=True)
         werkzeug = logging.getLogger("werkzeug")
         werkzeug.setLevel(logging.INFO)
-        werkzeug.propagate = False  # counted, not printed
+        werkzeug.propagate = False  # counted, not printed: werkzeug's own printer (added at
+        for h in list(werkzeug.handlers):  # the upload's first request) costs the server time
+            werkzeug.removeHandler(h)
         handler = Count()
         werkzeug.addHandler(handler)
         # the child processes inherit the AWS_* variables that point at the server

@@ -2,14 +2,17 @@
 127.0.0.1, read and written through zarr's fsspec store; labels equal the local-disk run's."""
 
 import json
+import os
 import subprocess
 import sys
 
+import dask
 import numpy as np
 import pytest
 import zarr
 
 import chunkseg
+import chunkseg.run
 from chunkseg.cli import main
 from chunkseg.datasets import synthetic_nuclei
 
@@ -77,16 +80,22 @@ def test_zarr_v2_and_ome_zarr_levels_channels_on_s3(s3, tmp_path):
         zarr.open_group(str(tmp_path / "ome.zarr"), mode="r")["1"][0])
 
 
-def test_worker_processes_read_and_write_s3_themselves(s3):
-    # a real CLI process with two worker processes: the workers open the store themselves
-    run = subprocess.run([sys.executable, "-m", "chunkseg", "-q", "segment", "s3://data/in.zarr",
-                          "s3://data/procs.zarr", "--min-distance", "6", "--scheduler",
-                          "processes", "--workers", "2"], capture_output=True, text=True,
-                         timeout=300)
+@pytest.mark.parametrize("backend", ["fsspec", "obstore"])
+def test_worker_processes_read_and_write_s3_themselves(s3, backend):
+    # a real CLI process with two worker processes: the workers open the store themselves.
+    # fsspec's workers are forked, obstore's spawned (a forked one waited on its first read
+    # for ever: obstore's runtime threads do not survive a fork)
+    out = f"s3://data/procs-{backend}.zarr"
+    run = subprocess.run([sys.executable, "-m", "chunkseg", "-v", "segment", "s3://data/in.zarr",
+                          out, "--min-distance", "6", "--scheduler", "processes", "--workers",
+                          "2"], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, DASK_CHUNKSEG__STORE=backend))
     assert run.returncode == 0, run.stderr
-    np.testing.assert_array_equal(chunkseg.open_labels("s3://data/procs.zarr").compute(),
-                                  s3["want"])
+    np.testing.assert_array_equal(chunkseg.open_labels(out).compute(), s3["want"])
     assert SECRET not in run.stdout + run.stderr
+    with dask.config.set({"chunkseg.store": backend}):
+        method = chunkseg.run._start_method("s3://data/in.zarr", out, None)
+    assert method == ("spawn" if backend == "obstore" else None)
 
 
 def test_bad_locations_are_one_line_and_write_nothing(s3, capsys):

@@ -169,6 +169,13 @@ class Location:
         return FsspecStore.from_url(self.name, storage_options=json.loads(self.options),
                                     read_only=read_only)
 
+    @property
+    def fork_safe(self) -> bool:
+        """Whether a worker process forked from this one can read and write here: zarr's and
+        fsspec's event loops are made anew in a forked child, obstore's runtime is not (its
+        threads are gone, and a forked worker waits on its first read for ever)."""
+        return self.local or not (self.protocol == "s3" and _backend() == "obstore")
+
     def head(self, n: int) -> bytes:
         """The first ``n`` bytes of a file (a range request for URLs)."""
         if self.local:
