@@ -1,7 +1,7 @@
 """Priority flooding from markers with a total order: the watershed kernel.
 
 The same flooding as ``skimage.segmentation.watershed(image, markers,
-mask=mask)`` in scikit-image 0.25/0.26 (connectivity 1, no compactness, no
+mask=mask)`` in scikit-image 0.25/0.26 (any connectivity, no compactness, no
 watershed lines): markers are queued with their own value, each pixel is
 labelled when first reached, and the queue pops the lowest
 ``max(value, value of the pixel it came from)``, oldest first. scikit-image
@@ -12,62 +12,92 @@ only on its neighbourhood and every chunk that sees it agrees.
 
 Priorities are small non-negative integers (ranks of the flooding levels),
 and the clamp makes the popped priority never decrease, so the queue is a
-bucket queue with one FIFO list per priority: (priority, age) order exactly,
+bucket queue (a FIFO per priority, see :func:`_flood`): (priority, age) order exactly,
 in linear time (about 4x faster than a binary heap here).
 """
 
 from __future__ import annotations
 
+import itertools
+
 import numba
 import numpy as np
-
-
-@numba.njit(cache=True, inline="always")
-def _push(head, tail, nxt, p, i):
-    """Append entry ``i`` to the FIFO list of bucket ``p``."""
-    nxt[i] = -1
-    if head[p] < 0:
-        head[p] = i
-    else:
-        nxt[tail[p]] = i
-    tail[p] = i
 
 
 @numba.njit(cache=True, nogil=True)
 def _flood(priority, labels, marker_index, offsets, nbuckets):
     """Flood in place. Arrays are raveled and padded by one pixel; ``labels`` is
-    -1 outside the mask (one test per neighbour: only 0 is open), int32 links."""
-    head = np.full(nbuckets, -1, dtype=np.int32)
-    tail = np.full(nbuckets, -1, dtype=np.int32)
-    nxt = np.empty(priority.size, dtype=np.int32)
+    -1 outside the mask (one test per neighbour: only 0 is open).
+
+    A pixel queued above the current priority is queued at its own
+    priority, so bucket ``p`` receives, before it is reached, at most the
+    pixels whose priority is ``p``: each bucket's future entries get a fixed
+    segment of one array (a counting sort), and the entries the current
+    bucket receives while it is flooded go to a FIFO array of their own.
+    Popped in order: the segment, then that FIFO. No linked list, so no
+    pointer chasing (3-4x faster than per-bucket lists on 1024^2 blocks), in
+    exactly their order.
+    """
+    n = priority.size
+    start = np.zeros(nbuckets + 1, dtype=np.int64)
+    for i in range(n):
+        if labels[i] >= 0:
+            start[priority[i] + 1] += 1
+    for p in range(nbuckets):
+        start[p + 1] += start[p]
+    fill = start[:nbuckets].copy()
+    future = np.empty(max(start[nbuckets], 1), dtype=np.int32)
+    current = np.empty(max(start[nbuckets], 1), dtype=np.int32)
     lowest = nbuckets
     for k in range(marker_index.size):
         i = marker_index[k]
         p = priority[i]
-        _push(head, tail, nxt, p, i)
+        future[fill[p]] = i
+        fill[p] += 1
         if p < lowest:
             lowest = p
-    current = lowest
-    while current < nbuckets:
-        index = head[current]
-        if index < 0:
-            current += 1
-            continue
-        head[current] = nxt[index]
-        label = labels[index]
-        for o in offsets:
-            nb = index + o
-            if labels[nb] != 0:
-                continue
-            labels[nb] = label
-            p = priority[nb]
-            if p < current:
-                p = current
-            _push(head, tail, nxt, p, nb)
+    for p in range(lowest, nbuckets):
+        k = start[p]
+        head = 0
+        tail = 0
+        while True:
+            if k < fill[p]:
+                index = future[k]
+                k += 1
+            elif head < tail:
+                index = current[head]
+                head += 1
+            else:
+                break
+            label = labels[index]
+            for o in offsets:
+                nb = index + o
+                if labels[nb] != 0:
+                    continue
+                labels[nb] = label
+                q = priority[nb]
+                if q <= p:
+                    current[tail] = nb
+                    tail += 1
+                else:
+                    future[fill[q]] = nb
+                    fill[q] += 1
+
+
+def neighbour_offsets(padded_shape, connectivity: int = 1) -> np.ndarray:
+    """Raveled offsets of a pixel's neighbours in scikit-image's order: every offset of
+    ``ndi.generate_binary_structure(ndim, connectivity)`` but the centre, sorted by their
+    distance from it, then by value (``skimage.morphology._util`` does the same)."""
+    ndim = len(padded_shape)
+    strides = np.array([int(np.prod(padded_shape[a + 1:])) for a in range(ndim)], dtype=np.int64)
+    steps = [v for v in itertools.product((-1, 0, 1), repeat=ndim)
+             if 0 < sum(map(abs, v)) <= connectivity]
+    keyed = sorted((sum(map(abs, v)), int(np.dot(v, strides))) for v in steps)
+    return np.array([raveled for _, raveled in keyed], dtype=np.int32)
 
 
 def flood(level: np.ndarray, mask: np.ndarray, order: np.ndarray, order_labels: np.ndarray, *,
-          top: int) -> np.ndarray:
+          top: int, connectivity: int = 1) -> np.ndarray:
     """Labels from flooding priority ``top - level`` inside ``mask`` from markers.
 
     Parameters
@@ -81,6 +111,9 @@ def flood(level: np.ndarray, mask: np.ndarray, order: np.ndarray, order_labels: 
         order they are queued; ties in flooding go to the earlier marker.
     order_labels : int32 array
         The label of each marker pixel (positive).
+    connectivity : int
+        Neighbours as ``skimage.segmentation.watershed``'s: 1 (faces) up to
+        ``ndim`` (every pixel of the 3**ndim cube).
 
     Returns
     -------
@@ -97,9 +130,7 @@ def flood(level: np.ndarray, mask: np.ndarray, order: np.ndarray, order_labels: 
     np.subtract(top, level, out=pp[inner], casting="unsafe")
     pl = np.full(padded_shape, -1, dtype=np.int32)
     np.copyto(pl[inner], 0, where=mask)
-    strides = np.array([int(np.prod(padded_shape[a + 1:])) for a in range(ndim)], dtype=np.int64)
-    # neighbour order as scikit-image's (raveled offsets in footprint order)
-    offsets = np.array(sorted([-s for s in strides]) + sorted(strides.tolist()), dtype=np.int32)
+    offsets = neighbour_offsets(padded_shape, connectivity)
     order = np.asarray(order, dtype=np.int64)
     keep = mask.ravel()[order]
     order, order_labels = order[keep], np.asarray(order_labels, dtype=np.int32)[keep]
