@@ -47,6 +47,17 @@ def tree(graph: Graph, kind: str, leaves: Sequence, merge: Callable, *, split_ev
     return leaves[0]
 
 
+def distinct(x: da.Array):
+    """The sorted distinct values of ``x`` (NaN and inf dropped), delayed: a unique per
+    chunk merged in a tree. (``dask.array.unique`` ravels first, which rechunks a 2D/3D
+    array into rows: on a cluster, a shuffle of the whole image.)"""
+    from ._kernels import histogram as _hk
+
+    g = Graph("distinct", x)
+    leaves = [g.task("unique", idx, _hk.unique, (x.name, *idx)) for idx in np.ndindex(*x.numblocks)]
+    return g.delayed(tree(g, "union", leaves, _hk.union))
+
+
 def _added(*partials) -> np.ndarray:
     total = np.array(partials[0], copy=True)
     for p in partials[1:]:

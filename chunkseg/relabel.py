@@ -238,7 +238,7 @@ def relabel_sequential(labels):
 
     x = check_labels(labels)
     relabeled = _filtered(x, ("all",))
-    values = da.unique(x).compute()  # one value per label: small per object
+    values = _graph.distinct(x).compute()  # one value per label: small per object
     if not len(values) or values[0] != 0:
         values = np.concatenate([np.zeros(1, dtype=values.dtype), values])
     _, forward, inverse = sk_relabel(values)

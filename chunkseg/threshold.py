@@ -466,9 +466,7 @@ def _li_iterate(t_next, tolerance, lo, means, iter_callback):
 
 def _min_gap(x: da.Array) -> float:
     """Smallest difference between distinct values, from merged per-chunk uniques."""
-    g = _graph.Graph("min-gap", x)
-    leaves = [g.task("unique", idx, _hk.unique, (x.name, *idx)) for idx in np.ndindex(*x.numblocks)]
-    (values,) = g.compute([_graph.tree(g, "union", leaves, _hk.union)])
+    values = _graph.distinct(x).compute()
     return np.min(np.diff(values))
 
 

@@ -68,8 +68,17 @@ def split_sums(block: np.ndarray, *, threshold) -> np.ndarray:
 
 
 def unique(block: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of a block (finite ones)."""
-    values = np.unique(block)
+    """Sorted distinct values of a block (finite ones).
+
+    Runs of one value along the rows (a label image is mostly runs) are cut
+    to their first pixel before the sort: 5-10x less to sort there."""
+    flat = block.ravel()
+    if flat.size > 1:
+        starts = np.empty(flat.size, dtype=bool)
+        starts[0] = True
+        np.not_equal(flat[1:], flat[:-1], out=starts[1:])
+        flat = flat[starts]
+    values = np.unique(flat)
     if values.dtype.kind == "f":
         values = values[np.isfinite(values)]
     return values
