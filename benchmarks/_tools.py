@@ -146,6 +146,36 @@ def scipy_label(path, out, threshold):
     return {"objects": int(n), "compute_s": elapsed}
 
 
+def skimage_cells(directory, out, method, threshold):
+    """Cells on the whole image: skimage's watershed of the membrane stain from the nuclei
+    inside the mask, or expand_labels of the nuclei (10 px) inside it."""
+    import zarr
+    from skimage.segmentation import expand_labels, watershed
+
+    t0 = time.perf_counter()
+    membrane = zarr.open_array(f"{directory}/membrane.zarr", mode="r")[:]
+    nuclei = zarr.open_array(f"{directory}/nuclei.zarr", mode="r")[:]
+    mask = (membrane > float(threshold)) | (nuclei > 0)
+    if method == "watershed":
+        cells = watershed(membrane, nuclei, mask=mask)
+    else:
+        cells = np.where(mask, expand_labels(nuclei, 10), 0)
+    elapsed = time.perf_counter() - t0
+    np.save(out, cells)
+    return {"compute_s": elapsed}
+
+
+def chunkseg_cells(directory, out, method, threshold, workers):
+    """What ``chunkseg cells NUCLEI IMAGE OUT --elevation image --threshold T`` runs."""
+    from chunkseg.run_cells import run_cells
+
+    t0 = time.perf_counter()
+    report = run_cells(f"{directory}/nuclei.zarr", f"{directory}/membrane.zarr", out,
+                       method=method, elevation="image", distance=10, threshold=float(threshold),
+                       overwrite=True, scheduler="processes", workers=int(workers))
+    return {"compute_s": time.perf_counter() - t0, "cells": report.cells}
+
+
 def graph_size(nchunks):
     """Tasks and build time of chunkseg's graphs for a lazy input of about ``nchunks`` chunks."""
     import dask.array as da

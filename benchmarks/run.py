@@ -381,10 +381,44 @@ def case_object_storage(quick, repeat):
     return rows
 
 
+def case_cells(quick, repeat):
+    """Cells from given nuclei: chunkseg cells (watershed, expand) with 2 worker processes
+    against scikit-image's watershed / expand_labels of the whole image, alternating."""
+    import zarr
+
+    from chunkseg.datasets import write_synthetic_cells
+
+    n = 2048 if quick else 8192
+    directory = OUT / f"cells_{n}"
+    if not (directory / "nuclei.zarr" / "zarr.json").exists():
+        print(f"  generating synthetic cells {n}x{n} chunk by chunk ...", flush=True)
+        write_synthetic_cells(directory, (n, n), chunks=(1024, 1024), seed=0)
+    px = float(n * n)
+    rows = []
+    for method in ("watershed", "expand"):
+        ref_path = OUT / f"cells_{n}_{method}_skimage.npy"
+        out = OUT / f"cells_{n}_{method}.zarr"
+        cs, sk = _alternating_runs(["chunkseg_cells", directory, out, method, 30, 2],
+                                   ["skimage_cells", directory, ref_path, method, 30], repeat)
+        want = np.load(ref_path)
+        got = zarr.open_array(str(out / "cells" / "0"), mode="r")[:]
+        mask = want > 0
+        agree = float((got == want)[mask].mean()) if mask.any() else 1.0
+        label = f"cells {method} {n}x{n} (nuclei given)"
+        rows.append(_row(label, "chunkseg cells (2 worker processes)", cs, sk, px,
+                         f"{100 * agree:.3f}% of cell pixels as scikit-image, "
+                         f"{cs['result'].get('cells')} cells"))
+        reference = "watershed" if method == "watershed" else "expand_labels"
+        rows.append(_row(label, f"scikit-image {reference} (whole image)", sk, sk, px,
+                         "reference"))
+    return rows
+
+
 CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": case_segment3d,
          "mosaic": case_mosaic, "label2d": case_label2d, "label3d": case_label3d,
          "scaling": case_scaling, "scaling_ooc": case_scaling_ooc, "graph": case_graph,
-         "outofcore": case_outofcore, "object_storage": case_object_storage}
+         "outofcore": case_outofcore, "object_storage": case_object_storage,
+         "cells": case_cells}
 
 
 def _table(rows):

@@ -11,6 +11,7 @@ from .io import inspect_image, open_image, open_labels, to_zarr
 from .table import measure
 from .relabel import clear_border, relabel_sequential, remove_small_objects, renumber
 from .stitch import label
+from .cells import cells_from_nuclei, elevation_of, expand_labels, seeded_watershed
 from .segment import (
     HaloTooSmallError,
     Seeds,
@@ -41,6 +42,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "HaloTooSmallError",
+    "cells_from_nuclei",
+    "elevation_of",
+    "expand_labels",
+    "seeded_watershed",
     "clear_border",
     "label",
     "measure",

@@ -94,6 +94,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_segment, parser=p)
 
+    p = sub.add_parser("cells", help="grow cells from nuclei (a seeded watershed or label "
+                       "expansion) into OME-Zarr labels cells and cytoplasm, with a table")
+    p.add_argument("nuclei", metavar="NUCLEI", help="the nuclei: a chunkseg label output or any "
+                   "integer label image of IMAGE's shape")
+    p.add_argument("image", metavar="IMAGE", help="the image the cells are found in")
+    p.add_argument("output", metavar="OUTPUT", nargs="?", default=None,
+                   help="a new OME-Zarr labels group: OUTPUT/cells and OUTPUT/cytoplasm")
+    p.add_argument("--into-input", action="store_true",
+                   help="write labels/cells and labels/cytoplasm into the OME-Zarr IMAGE")
+    p.add_argument("--method", default="watershed",
+                   help="watershed (flood the elevation from the nuclei; default) or expand "
+                        "(grow every nucleus by --distance pixels)")
+    p.add_argument("--elevation", default="inverted",
+                   help="what the watershed floods: image (a membrane stain), inverted (a "
+                        "cytoplasm stain; default) or sobel (the gradient magnitude)")
+    p.add_argument("--distance", type=float, default=10.0,
+                   help="pixels each nucleus grows by, for --method expand (default 10)")
+    p.add_argument("--threshold", type=_threshold, default="otsu",
+                   help="the cell mask: image > this global threshold (otsu, li, ..., a value) "
+                        "united with the nuclei, or none (default otsu)")
+    p.add_argument("--connectivity", type=int, default=1, help="1 (faces) .. ndim (default 1)")
+    p.add_argument("--halo", type=_halo, default="auto",
+                   help="pixels of its neighbours a chunk floods with first (default auto: 32)")
+    p.add_argument("--max-halo", type=int, default=None,
+                   help="the most a chunk may need, tried by doubling (default 128)")
+    p.add_argument("--chunks", default=None, metavar="N|Z,Y,X",
+                   help="processing chunks (default: the storage chunks)")
+    p.add_argument("--table", default=None, metavar="CELLS.csv|.parquet",
+                   help="one row per nucleus: nucleus_*, cell_* and cytoplasm_* columns")
+    p.add_argument("--report", default=None, metavar="REPORT.json",
+                   help="where to write the JSON run report (default OUTPUT/cells.report.json)")
+    p.add_argument("--no-report", action="store_true", help="write no run report")
+    p.add_argument("--scheduler", default="threads",
+                   help="threads (default), processes, or a scheduler address tcp://HOST:PORT")
+    p.add_argument("--workers", type=int, default=None, help="threads or worker processes")
+    p.add_argument("--threads-per-worker", type=int, default=1,
+                   help="threads of each worker process (--scheduler processes; default 1)")
+    p.add_argument("--memory-limit", default="auto", help="memory limit of each worker process")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    _add_image_options(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_cells, parser=p)
+
     p = sub.add_parser("measure", help="measure every object of a label store into a table "
                        "(CSV or Parquet, scikit-image's regionprops column names)")
     p.add_argument("labels", metavar="LABELS")
@@ -259,6 +304,16 @@ def cmd_segment(args) -> int:
         print(plan_segment(args.input, args.output, options).summary())
         return 0
     print(run_segment(args.input, args.output, options).summary())
+    return 0
+
+
+def cmd_cells(args) -> int:
+    from .options import CellsOptions
+    from .run_cells import run_cells
+
+    overrides = {"report": False} if args.no_report else {}
+    options = _options(CellsOptions, args, **overrides)
+    print(run_cells(args.nuclei, args.image, args.output, options).summary())
     return 0
 
 

@@ -20,7 +20,7 @@ from .filters import describe_threshold, parse_filter, parse_threshold
 from .segment import check_method
 from .threshold import METHODS
 
-__all__ = ["CompareOptions", "MeasureOptions", "SegmentOptions"]
+__all__ = ["CellsOptions", "CompareOptions", "MeasureOptions", "SegmentOptions"]
 
 
 def _check_chunks(chunks):
@@ -204,3 +204,77 @@ class CompareOptions(_Common):
     """A compare run: where two masks differ, optionally written to ``out``."""
 
     out: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CellsOptions(_Common):
+    """A cells run (:func:`chunkseg.run_cells.run_cells`): cells grown from nuclei.
+
+    ``channel``/``level`` pick the image the cells are found in. ``method``:
+    ``watershed`` (a seeded watershed of ``elevation``: image, inverted or
+    sobel) or ``expand`` (every nucleus grown by ``distance`` pixels).
+    ``threshold``: the cell mask is ``image > t`` (any global method or a
+    number) united with the nuclei; ``"none"``: no mask. ``into_input``:
+    write ``cells`` and ``cytoplasm`` into the OME-Zarr image's ``labels/``.
+    ``table``: one row per nucleus with ``nucleus_*``, ``cell_*`` and
+    ``cytoplasm_*`` columns.
+    """
+
+    level: int = 0
+    channel: int | str | None = None
+    method: str = "watershed"
+    elevation: str = "inverted"
+    distance: float = 10.0
+    threshold: object = "otsu"
+    connectivity: int = 1
+    halo: int | str = "auto"
+    max_halo: int | None = None
+    chunks: tuple | None = None
+    threads_per_worker: int = 1
+    memory_limit: str | None = "auto"
+    into_input: bool = False
+    table: str | None = None
+    report: str | bool | None = None
+    storage_options: dict | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        from .cells import ELEVATIONS, check_distance
+        from .io.store import check_storage_options
+
+        if self.storage_options is not None:
+            self._set(storage_options=check_storage_options(self.storage_options))
+        check_int("level", self.level, minimum=0)
+        if self.method not in ("watershed", "expand"):
+            raise InputError(f"unknown cells `method` {self.method!r}; choose watershed or expand")
+        if self.elevation not in ELEVATIONS:
+            raise InputError(f"unknown `elevation` {self.elevation!r}; choose one of "
+                             f"{', '.join(ELEVATIONS)}")
+        self._set(distance=check_distance(self.distance))
+        if not (isinstance(self.threshold, str) and self.threshold == "none"):
+            spec = _check_threshold(self.threshold)
+            if isinstance(spec, tuple) or spec == "multiotsu":
+                raise InputError("the cell mask takes a global `threshold` (a method, a number "
+                                 "or none)")
+            self._set(threshold=spec)
+        check_int("connectivity", self.connectivity)
+        if self.halo != "auto":
+            check_int("halo", self.halo)
+        if self.max_halo is not None:
+            check_int("max_halo", self.max_halo)
+        check_int("threads_per_worker", self.threads_per_worker)
+        self._set(chunks=_check_chunks(self.chunks))
+        _check_bool("into_input", self.into_input)
+
+    def params(self, *, nuclei, image, chunks) -> dict:
+        """The parameters a cells run records in its outputs and report."""
+        t = self.threshold
+        return {
+            "nuclei": nuclei, "image": image, "level": self.level, "channel": self.channel,
+            "method": self.method,
+            "elevation": self.elevation if self.method == "watershed" else None,
+            "distance": self.distance if self.method == "expand" else None,
+            "threshold": float(t) if isinstance(t, (int, float, np.number)) else str(t),
+            "connectivity": self.connectivity, "halo": self.halo, "max_halo": self.max_halo,
+            "chunks": list(chunks),
+        }

@@ -37,7 +37,8 @@ from .segment import Seeds, Segmentation, build, distances_bytes, keeps_distance
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Plan", "SegmentReport", "plan_segment", "run_compare", "run_measure", "run_segment"]
+__all__ = ["Plan", "SegmentReport", "plan_segment", "run_cells", "run_compare", "run_measure",
+           "run_segment"]
 
 
 @dataclasses.dataclass
@@ -601,3 +602,6 @@ def run_compare(a, b, options: CompareOptions | None = None, **kwargs) -> tuple[
         _, differ = dask.compute(writes, count)
     resume.finish_output(o.out, differ=int(differ))
     return int(differ), int(np.prod(x.shape))
+
+
+from .run_cells import run_cells  # noqa: E402  (the cells run, beside segment's)

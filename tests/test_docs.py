@@ -33,3 +33,11 @@ def test_readme_options_example_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "nothing computed or written: dry run" in out and " objects, threshold " in out
     assert (tmp_path / "objects.csv").exists() and (tmp_path / "labels.zarr").exists()
+
+
+def test_readme_cells_example_runs(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "seeded_watershed" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip().endswith(" cells with a cytoplasm")

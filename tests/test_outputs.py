@@ -220,3 +220,20 @@ def test_watershed_blocks_made_inside_their_write_tasks(tmp_path, fuse):
     assert bool(made_apart) is not fuse
     np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["0"][:], want)
     np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["1"][:], want[::2, ::2])
+
+
+def test_background_chunks_are_written_so_an_output_reads_back_as_an_image(tmp_path):
+    """zarr's write_empty_chunks is a setting of the open array: every array chunkseg writes
+    labels into must carry it, or an all-background chunk is left out of the store."""
+    from chunkseg.datasets import synthetic_nuclei
+
+    image = synthetic_nuclei((256, 256), seed=1)
+    image[:128, :128] = 0  # four empty chunks of 64x64
+    zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(64, 64),
+                      config={"write_empty_chunks": True})
+    assert main(["-q", "segment", str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"),
+                 "--min-distance", "5"]) == 0
+    assert (tmp_path / "out.zarr" / "0" / "c" / "0" / "0").exists()
+    again = chunkseg.open_image(tmp_path / "out.zarr")  # missing chunks are an error here
+    np.testing.assert_array_equal(again.compute(),
+                                  chunkseg.open_labels(tmp_path / "out.zarr").compute())

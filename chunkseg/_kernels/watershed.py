@@ -126,3 +126,57 @@ def watershed_block(block, *, start, image_shape, core, halo: int, seeds_flat, s
         f"{attempts[-1]} px; objects here reach farther. Rerun with a `halo` of {4 * max(attempts[-1], 1)} "
         "or larger chunks"
     )
+
+
+def elevation_priority(elevation: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(level, top)`` for :func:`flood`: the priority ``top - level`` orders the pixels
+    as scikit-image orders ``elevation.astype(float64)`` (ties included), low first.
+
+    Integers of a small range are used as they are; anything else by rank
+    within the block (an order-preserving map, so every block agrees).
+    """
+    if elevation.size == 0:
+        return np.zeros(elevation.shape, np.int32), 0
+    if elevation.dtype.kind in "biu" and elevation.dtype.itemsize <= 4:
+        lo, hi = int(elevation.min()), int(elevation.max())
+        if hi - lo < 2**20:  # buckets: one per value
+            return (hi - elevation.astype(np.int64)).astype(np.int32), hi - lo
+    values = elevation.astype(np.float64, copy=False)  # as scikit-image compares them
+    _, rank = np.unique(values.ravel(), return_inverse=True)
+    top = int(rank.max())
+    return (top - rank).astype(np.int32).reshape(elevation.shape), top
+
+
+def flood_markers_block(elevation, markers, mask, *, start, image_shape, core,
+                        connectivity: int = 1, dtype=np.uint64):
+    """One attempt of the general seeded watershed: the core's labels, or None if the check
+    fails.
+
+    ``markers`` holds label values (0: none; kept as they are in the result),
+    ``mask`` the pixels that may be flooded (None: all). Marker pixels are
+    queued in raster order, which is the same order in every block that sees
+    them. The check is the one of :func:`flood_block`: mask pixels on a cut
+    of the block are an extra label queued first; if it reaches the core or
+    the ring around it, the block is not proven.
+    """
+    ndim = elevation.ndim
+    if mask is None:
+        mask = np.ones(elevation.shape, dtype=bool)
+    cuts = [(start[a] > 0, start[a] + elevation.shape[a] < image_shape[a]) for a in range(ndim)]
+    level, top = elevation_priority(elevation)
+    taint = mask & _dist.edge_band(mask.shape, cuts, 1)
+    marked = (markers != 0) & mask & ~taint
+    marker_flat = np.flatnonzero(marked)  # raster order
+    values, local_ids = np.unique(markers.ravel()[marker_flat], return_inverse=True)
+    taint_id = len(values) + 1
+    taint_flat = np.flatnonzero(taint)
+    queue = np.concatenate([taint_flat, marker_flat])
+    queue_labels = np.concatenate([np.full(len(taint_flat), taint_id, dtype=np.int32),
+                                   (local_ids + 1).astype(np.int32)])
+    local = _flood.flood(level, mask, queue, queue_labels, top=top, connectivity=connectivity)
+    ring = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in core)
+    if (local[ring] == taint_id).any():
+        return None
+    lut = np.zeros(len(values) + 2, dtype=dtype)
+    lut[1 : len(values) + 1] = values
+    return lut[local[core]]

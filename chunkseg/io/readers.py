@@ -19,7 +19,7 @@ import zarr
 
 from .._validate import ChunkReadError, InputError, check_image_array
 from . import ngff, store
-from .writers import LABELS_ARRAY, is_complete, label_arrays
+from .writers import COMPLETE_KEY, LABELS_ARRAY, is_complete, label_arrays
 
 __all__ = ["ImageInfo", "OpenedImage", "inspect_image", "label_levels", "open_image",
            "open_labels", "read_image"]
@@ -517,6 +517,18 @@ def _open_labels(path, allow_incomplete: bool):
             "`resume` (or pass allow_incomplete=True to read what is there)"
         )
     return da.from_zarr(array)
+
+
+def open_markers(path, *, level: int = 0, storage_options: dict | None = None):
+    """Marker labels (nuclei) for a cell run: a chunkseg label output, refused while it is
+    incomplete, or any integer image (a Zarr array, a TIFF, OME-Zarr labels of another tool)."""
+    with store.storage_options(storage_options):
+        loc = store.location(path)
+        if loc.exists() and loc.is_dir():
+            node = _zarr_node(loc, "a Zarr label store or image")
+            if COMPLETE_KEY in node.attrs:
+                return _open_labels(loc, False)
+        return open_image(path, level=level)
 
 
 def label_levels(path) -> list:

@@ -160,13 +160,20 @@ def create_labels(path, *, shape, chunks, dtype, axes: str, scale=None, units=No
 
 
 def label_arrays(path, mode: str = "r+") -> list:
-    """The arrays of a label group, level 0 first."""
+    """The arrays of a label group, level 0 first.
+
+    Opened for writing, they write every chunk, empty ones too (zarr's
+    ``write_empty_chunks`` is a setting of the open array, not of the store:
+    without it here, a label output read as an input would lack its
+    background chunks, as if they had been lost)."""
     group = zarr.open_group(store.location(path).zarr_store(read_only=mode == "r"), mode=mode)
     if LABELS_ARRAY not in group:
         raise InputError(f"{path} holds no label array '{LABELS_ARRAY}'")
     arrays = []
     while str(len(arrays)) in group:
         arrays.append(group[str(len(arrays))])
+    if mode != "r":
+        arrays = [a.with_config({"write_empty_chunks": True}) for a in arrays]
     return arrays
 
 
@@ -194,6 +201,16 @@ def labels_target(image_path, name: str, *, image_format: str, level: int, overw
         raise InputError(f"{target} exists; pass `overwrite` to replace it, or `resume` to "
                          "finish an interrupted run")
     return target, image_format.split()[-1]
+
+
+def create_label_container(path, names, *, version: str = "0.5") -> None:
+    """A new OME-Zarr ``labels`` group at ``path`` listing the label images ``names`` (each
+    then made by :func:`create_labels` at ``path/name``)."""
+    fmt = ngff.format_of(version)
+    group = zarr.open_group(store.location(path).zarr_store(read_only=False), mode="w",
+                            zarr_format=fmt.zarr_format)
+    for name in names:
+        fmt.add_label(group, name)
 
 
 def add_to_labels_group(image_path, name: str) -> None:
