@@ -4,41 +4,70 @@ The labels equal those of the whole-image scikit-image pipeline, and memory
 is bounded by the chunk, not the image.
 """
 
+import sys
+import types
 from importlib.metadata import PackageNotFoundError, version
 
 from ._validate import InputError
-from .io import inspect_image, open_image, open_labels, to_zarr
-from .table import measure
-from .relabel import clear_border, relabel_sequential, remove_small_objects, renumber
-from .stitch import label
-from .cells import cells_from_nuclei, elevation_of, expand_labels, seeded_watershed
-from .segment import (
-    HaloTooSmallError,
-    Seeds,
-    distance_transform_edt,
-    find_seeds,
-    foreground,
-    segment,
-    watershed,
-)
-from .threshold import (
-    METHODS,
-    threshold,
-    threshold_isodata,
-    threshold_li,
-    threshold_local,
-    threshold_mean,
-    threshold_minimum,
-    threshold_multiotsu,
-    threshold_otsu,
-    threshold_triangle,
-    threshold_yen,
-)
 
 try:
     __version__ = version("chunkseg")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
+
+#: Where each public name lives. Imported on first use (PEP 562), so that
+#: ``chunkseg --help``, ``chunkseg info`` and a worker that unpickles one kernel
+#: do not import dask.array, zarr and numba for names they never touch.
+_PUBLIC = {
+    "inspect_image": "io", "open_image": "io", "open_labels": "io", "to_zarr": "io",
+    "measure": "table",
+    "clear_border": "relabel", "relabel_sequential": "relabel",
+    "remove_small_objects": "relabel", "renumber": "relabel",
+    "label": "stitch",
+    "cells_from_nuclei": "cells", "elevation_of": "cells", "expand_labels": "cells",
+    "seeded_watershed": "cells",
+    "HaloTooSmallError": "segment", "Seeds": "segment",
+    "distance_transform_edt": "segment", "find_seeds": "segment", "foreground": "segment",
+    "segment": "segment", "watershed": "segment",
+    "METHODS": "threshold", "threshold": "threshold", "threshold_isodata": "threshold",
+    "threshold_li": "threshold", "threshold_local": "threshold",
+    "threshold_mean": "threshold", "threshold_minimum": "threshold",
+    "threshold_multiotsu": "threshold", "threshold_otsu": "threshold",
+    "threshold_triangle": "threshold", "threshold_yen": "threshold",
+}
+
+
+class _Package(types.ModuleType):
+    """``chunkseg.segment`` and ``chunkseg.threshold`` are functions, though modules of
+    those names exist: importing the module sets the package's attribute to it, and here
+    the function is kept instead (as the eager ``from .segment import segment`` did)."""
+
+    def __setattr__(self, name, value):
+        if name in ("segment", "threshold") and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str):
+    import importlib
+    import importlib.util
+
+    module = _PUBLIC.get(name)
+    if module is None:
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+            return importlib.import_module(f".{name}", __name__)  # a submodule: chunkseg.io
+        raise AttributeError(f"module 'chunkseg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # found once, then a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))
+
 
 __all__ = [
     "HaloTooSmallError",

@@ -23,7 +23,6 @@ import numpy as np
 
 from . import __version__
 from ._validate import ChunkReadError, ChunkWriteError, HaloTooSmallError, InputError
-from .cluster import ORPHANED_REQUESTS, quiet_logs
 from .io import store
 
 log = logging.getLogger("chunkseg")
@@ -377,6 +376,8 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     for name in ("distributed", "tornado", "bokeh"):
         logging.getLogger(name).setLevel(quiet_level)
     if verbose <= 1:  # a failed chunk write is one line; its orphaned requests say nothing more
+        from .cluster import ORPHANED_REQUESTS, quiet_logs
+
         quiet_logs("asyncio", ORPHANED_REQUESTS)
 
 

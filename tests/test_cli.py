@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import skimage.filters
@@ -326,3 +329,13 @@ def test_orphaned_store_requests_are_not_logged_beside_the_one_line():
 
     assert not kept("Task exception was never retrieved\nfuture: <Task finished ...>")
     assert kept("Unclosed client session")
+
+
+def test_help_imports_neither_dask_array_nor_zarr_nor_numba():
+    """`chunkseg --help` (and `import chunkseg`) load the public names on first use only."""
+    code = ("import sys\nfrom chunkseg.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\nimport chunkseg\nchunkseg.__version__\n"
+            "print(sorted(m for m in ('dask.array', 'zarr', 'numba', 'skimage') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"

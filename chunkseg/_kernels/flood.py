@@ -126,7 +126,9 @@ def flood(level: np.ndarray, mask: np.ndarray, order: np.ndarray, order_labels: 
     inner = (slice(1, -1),) * ndim
     # each buffer written once; the priority of the one-pixel pad is never read
     # (its label is -1, closed)
-    pp = np.empty(padded_shape, dtype=np.int32)
+    # the smallest type that holds the priorities: less memory to stream per pixel
+    ptype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int32
+    pp = np.empty(padded_shape, dtype=ptype)
     np.subtract(top, level, out=pp[inner], casting="unsafe")
     pl = np.full(padded_shape, -1, dtype=np.int32)
     np.copyto(pl[inner], 0, where=mask)

@@ -140,7 +140,7 @@ def elevation_priority(elevation: np.ndarray) -> tuple[np.ndarray, int]:
     if elevation.dtype.kind in "biu" and elevation.dtype.itemsize <= 4:
         lo, hi = int(elevation.min()), int(elevation.max())
         if hi - lo < 2**20:  # buckets: one per value
-            return (hi - elevation.astype(np.int64)).astype(np.int32), hi - lo
+            return np.subtract(hi, elevation, dtype=np.int32), hi - lo
     values = elevation.astype(np.float64, copy=False)  # as scikit-image compares them
     _, rank = np.unique(values.ravel(), return_inverse=True)
     top = int(rank.max())

@@ -7,8 +7,20 @@
 - :mod:`~chunkseg.io.resume`: progress markers, fingerprints, a run's kept state.
 """
 
-from .readers import ImageInfo, OpenedImage, inspect_image, open_image, open_labels, read_image
-from .writers import is_complete, to_zarr
+_PUBLIC = {"ImageInfo": "readers", "OpenedImage": "readers", "inspect_image": "readers",
+           "open_image": "readers", "open_labels": "readers", "read_image": "readers",
+           "is_complete": "writers", "to_zarr": "writers"}
 
-__all__ = ["ImageInfo", "OpenedImage", "inspect_image", "is_complete", "open_image",
-           "open_labels", "read_image", "to_zarr"]
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    """The public names, imported on first use: ``chunkseg.io.store`` alone stays light."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chunkseg.io' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
