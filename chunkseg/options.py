@@ -99,7 +99,30 @@ class _Common:
 
 
 @dataclasses.dataclass(frozen=True)
-class SegmentOptions(_Common):
+class _Run(_Common):
+    """Options of the runs that write label images: the level read, the worker processes,
+    the table and report, and the object store's client options."""
+
+    level: int = 0
+    threads_per_worker: int = 1
+    memory_limit: str | None = "auto"
+    table: str | None = None
+    report: str | bool | None = None
+    #: options of the object store client (credentials, endpoint); never recorded
+    storage_options: dict | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        from .io.store import check_storage_options
+
+        if self.storage_options is not None:
+            self._set(storage_options=check_storage_options(self.storage_options))
+        check_int("level", self.level, minimum=0)
+        check_int("threads_per_worker", self.threads_per_worker)
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentOptions(_Run):
     """Everything a segment run may be told, checked when the object is made.
 
     The image: ``level``, ``channel``, ``missing_chunks``. The method and its
@@ -111,7 +134,6 @@ class SegmentOptions(_Common):
     ``report`` (the JSON run report's path; False: none).
     """
 
-    level: int = 0
     channel: int | str | None = None
     missing_chunks: str = "error"
     method: str = "watershed"
@@ -126,22 +148,11 @@ class SegmentOptions(_Common):
     min_size: int = 0
     connectivity: int = 1
     classes: int | None = None
-    threads_per_worker: int = 1
-    memory_limit: str | None = "auto"
     resume: bool = False
     into_input: str | None = None
-    table: str | None = None
-    report: str | bool | None = None
-    #: options of the object store client (credentials, endpoint); never recorded
-    storage_options: dict | None = None
 
     def __post_init__(self):
         super().__post_init__()
-        from .io.store import check_storage_options
-
-        if self.storage_options is not None:
-            self._set(storage_options=check_storage_options(self.storage_options))
-        check_int("level", self.level, minimum=0)
         if self.missing_chunks not in ("error", "fill"):
             raise InputError(f"`missing_chunks` must be error or fill, got {self.missing_chunks!r}")
         check_method(self.method)
@@ -153,7 +164,6 @@ class SegmentOptions(_Common):
         check_int("footprint", self.footprint)
         check_int("min_size", self.min_size, minimum=0)
         check_int("connectivity", self.connectivity)
-        check_int("threads_per_worker", self.threads_per_worker)
         if self.halo != "auto":
             check_int("halo", self.halo)
         self._set(spacing=_check_spacing(self.spacing), chunks=_check_chunks(self.chunks))
@@ -207,7 +217,7 @@ class CompareOptions(_Common):
 
 
 @dataclasses.dataclass(frozen=True)
-class CellsOptions(_Common):
+class CellsOptions(_Run):
     """A cells run (:func:`chunkseg.run_cells.run_cells`): cells grown from nuclei.
 
     ``channel``/``level`` pick the image the cells are found in. ``method``:
@@ -220,7 +230,6 @@ class CellsOptions(_Common):
     ``cytoplasm_*`` columns.
     """
 
-    level: int = 0
     channel: int | str | None = None
     method: str = "watershed"
     elevation: str = "inverted"
@@ -230,21 +239,12 @@ class CellsOptions(_Common):
     halo: int | str = "auto"
     max_halo: int | None = None
     chunks: tuple | None = None
-    threads_per_worker: int = 1
-    memory_limit: str | None = "auto"
     into_input: bool = False
-    table: str | None = None
-    report: str | bool | None = None
-    storage_options: dict | None = None
 
     def __post_init__(self):
         super().__post_init__()
         from .cells import ELEVATIONS, check_distance
-        from .io.store import check_storage_options
 
-        if self.storage_options is not None:
-            self._set(storage_options=check_storage_options(self.storage_options))
-        check_int("level", self.level, minimum=0)
         if self.method not in ("watershed", "expand"):
             raise InputError(f"unknown cells `method` {self.method!r}; choose watershed or expand")
         if self.elevation not in ELEVATIONS:
@@ -262,7 +262,6 @@ class CellsOptions(_Common):
             check_int("halo", self.halo)
         if self.max_halo is not None:
             check_int("max_halo", self.max_halo)
-        check_int("threads_per_worker", self.threads_per_worker)
         self._set(chunks=_check_chunks(self.chunks))
         _check_bool("into_input", self.into_input)
 
