@@ -70,12 +70,13 @@ def elevation_of(image, kind: str = "image") -> da.Array:
     raise InputError(f"unknown `elevation` {kind!r}; choose one of {', '.join(ELEVATIONS)}")
 
 
-def check_markers(markers, shape, name: str = "markers") -> da.Array:
-    """An integer label image of ``shape`` (bool and floats refused: labels are ids)."""
+def check_markers(markers, shape, name: str = "markers", *, hint: str = "") -> da.Array:
+    """An integer label image of ``shape`` (bool and floats refused: labels are ids);
+    ``hint`` ends the shape message (what the caller can change)."""
     m = _graph.as_dask(markers)
     if tuple(m.shape) != tuple(shape):
         raise InputError(f"`{name}` (shape {tuple(m.shape)}) must have the shape of the image "
-                         f"(shape {tuple(shape)})")
+                         f"(shape {tuple(shape)}){hint}")
     if m.dtype.kind not in "iu":
         raise InputError(f"`{name}` must be an integer label image, got {m.dtype}; label it "
                          "first (chunkseg.label) or give chunkseg's nuclei labels")
@@ -95,7 +96,7 @@ def check_distance(distance) -> float:
     return d
 
 
-def _connectivity(connectivity, ndim: int) -> int:
+def check_connectivity(connectivity, ndim: int) -> int:
     c = check_int("connectivity", connectivity)
     if c > ndim:
         raise InputError(f"`connectivity` must be 1..{ndim} for a {ndim}-D image, got {c}")
@@ -112,7 +113,7 @@ def _pack(elev, markers, mask=None, *, dtype):
 
 
 #: Per worker process: the smallest halo that proved the last chunk of a run (keyed by the
-#: run's halo ladder). Any halo that proves a chunk gives the same labels, so starting the
+#: run's graph name). Any halo that proves a chunk gives the same labels, so starting the
 #: next chunk there only saves the attempts that would fail (on 8192^2 cells: one flood a
 #: chunk instead of two).
 _PROVEN_AT: dict = {}
@@ -191,7 +192,7 @@ def seeded_watershed(image, markers, *, mask=None, connectivity: int = 1, halo="
     if elev.dtype.kind not in "biuf":
         raise InputError(f"`image` must be numeric, got {elev.dtype}")
     m = check_markers(markers, elev.shape)
-    connectivity = _connectivity(connectivity, elev.ndim)
+    connectivity = check_connectivity(connectivity, elev.ndim)
     halos = _halos(halo, max_halo)
     fields = [("e", elev.dtype), ("m", m.dtype)]
     inputs = [elev, m.rechunk(elev.chunks)]

@@ -37,8 +37,9 @@ from .segment import Seeds, Segmentation, build, distances_bytes, keeps_distance
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Plan", "SegmentReport", "plan_segment", "run_cells", "run_compare", "run_measure",
-           "run_segment"]
+# run_cells comes from its own module on first use (see __getattr__ below)
+__all__ = ["Plan", "SegmentReport", "plan_segment", "run_cells", "run_compare",  # noqa: F822
+           "run_measure", "run_segment"]
 
 
 @dataclasses.dataclass
@@ -273,14 +274,7 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
     opened = readers.read_image(input, level=opts.level, channel=opts.channel,
                                 missing_chunks=opts.missing_chunks)
     image, info = opened.array, opened.info
-    chunks = opts.chunks
-    if chunks is not None:
-        if len(chunks) == 1:
-            chunks = chunks * image.ndim
-        if len(chunks) != image.ndim:
-            raise InputError(f"`chunks` must be {image.ndim} positive integers (or one), got "
-                             f"{chunks}")
-        image = image.rechunk(chunks)
+    image = _processing_chunks(image, opts.chunks)
     sampling = check_sampling(opts.spacing, image.ndim, name="spacing")
     ngff, image_levels = "0.5", None
     if opts.into_input is not None:
@@ -303,8 +297,7 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
                                                                   f"{output}.report.json")
     if report_path is not None:
         writers.refuse_existing(report_path, "report", overwrite=opts.overwrite or opts.resume)
-    where = store.resolved(input) if store.is_location(input) else "array"
-    params = dict(opts.params(input=where, chunks=tuple(max(c) for c in image.chunks),
+    params = dict(opts.params(input=store.recorded(input), chunks=tuple(max(c) for c in image.chunks),
                               spacing=sampling), version=__version__)
     if opts.resume:  # refused before any cluster starts when the output cannot be resumed
         resume.check_resume(output, params, compare_fingerprint=False)
@@ -312,6 +305,18 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
     return _Job(input=input, output=output, options=opts, image=image, info=info,
                 axes=opened.axes, sampling=sampling, ngff=ngff, report_path=report_path,
                 params=params, image_levels=image_levels)
+
+
+def _processing_chunks(image: da.Array, chunks) -> da.Array:
+    """``image`` in the processing ``chunks`` (one size for every axis, or one per axis)."""
+    if chunks is None:
+        return image
+    if len(chunks) == 1:
+        chunks = chunks * image.ndim
+    if len(chunks) != image.ndim:
+        raise InputError(f"`chunks` must be {image.ndim} positive integers (or one), got "
+                         f"{chunks}")
+    return image.rechunk(chunks)
 
 
 def _plan(job: _Job) -> Plan:
@@ -604,4 +609,10 @@ def run_compare(a, b, options: CompareOptions | None = None, **kwargs) -> tuple[
     return int(differ), int(np.prod(x.shape))
 
 
-from .run_cells import run_cells  # noqa: E402  (the cells run, beside segment's)
+def __getattr__(name: str):
+    """``run_cells``, the cells run beside segment's (its module builds on this one's steps)."""
+    if name == "run_cells":
+        from .run_cells import run_cells
+
+        return run_cells
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,10 +22,11 @@ from . import table as _measure
 from ._monitor import PeakMemory
 from ._monitor import progress as _progress
 from ._validate import InputError
-from .cells import cells_from_nuclei
+from .cells import cells_from_nuclei, check_connectivity, check_markers
 from .cluster import scheduler as _scheduler
 from .io import readers, resume, store, writers
 from .options import CellsOptions
+from .run import _check_table_output, _image_levels, _options, _processing_chunks
 
 __all__ = ["CellsReport", "COMPARTMENTS", "run_cells"]
 
@@ -87,22 +88,10 @@ class _CellsJob:
 def _open(nuclei, image, output, o: CellsOptions) -> _CellsJob:
     """Every check of the run; nothing is written."""
     opened = readers.read_image(image, level=o.level, channel=o.channel)
-    im, info = opened.array, opened.info
-    if o.chunks is not None:
-        chunks = o.chunks * im.ndim if len(o.chunks) == 1 else o.chunks
-        if len(chunks) != im.ndim:
-            raise InputError(f"`chunks` must be {im.ndim} positive integers (or one), got "
-                             f"{o.chunks}")
-        im = im.rechunk(chunks)
-    nuc = readers.open_markers(nuclei, level=o.level)
-    if tuple(nuc.shape) != tuple(im.shape):
-        raise InputError(f"`nuclei` (shape {tuple(nuc.shape)}) must have the shape of the "
-                         f"image (shape {tuple(im.shape)}); pick the matching `level`")
-    if nuc.dtype.kind not in "iu":
-        raise InputError(f"`nuclei` must be an integer label image, got {nuc.dtype}")
-    if o.connectivity > im.ndim:
-        raise InputError(f"`connectivity` must be 1..{im.ndim} for a {im.ndim}-D image, got "
-                         f"{o.connectivity}")
+    im, info = _processing_chunks(opened.array, o.chunks), opened.info
+    nuc = check_markers(readers.open_markers(nuclei, level=o.level), im.shape, "nuclei",
+                        hint="; pick the matching `level`")
+    check_connectivity(o.connectivity, im.ndim)
     ngff = "0.5"
     if o.into_input:
         if output is not None:
@@ -120,18 +109,12 @@ def _open(nuclei, image, output, o: CellsOptions) -> _CellsJob:
         writers.refuse_existing(container, "output", overwrite=o.overwrite)
         targets = {name: container / name for name in _OUTPUTS}
     if o.table is not None:
-        writers.check_table_path(o.table)
-        writers.check_output_path(o.table, [nuclei, image])
-        writers.refuse_existing(o.table, "table", overwrite=o.overwrite)
+        _check_table_output(o.table, o.overwrite, [nuclei, image])
     report_path = None
     if o.report is not False:
         report_path = store.location(o.report or f"{targets['cells']}.report.json")
         writers.refuse_existing(report_path, "report", overwrite=o.overwrite)
-
-    def where(p):
-        return store.resolved(p) if store.is_location(p) else "array"
-
-    params = dict(o.params(nuclei=where(nuclei), image=where(image),
+    params = dict(o.params(nuclei=store.recorded(nuclei), image=store.recorded(image),
                            chunks=tuple(max(c) for c in im.chunks)), version=__version__)
     return _CellsJob(nuclei_path=nuclei, image_path=image, nuclei=nuc, image=im, info=info,
                      axes=opened.axes, targets=targets, container=container, ngff=ngff,
@@ -149,10 +132,7 @@ def run_cells(nuclei, image, output=None, options: CellsOptions | None = None,
     are marked incomplete until their last chunk is written. The options are
     a :class:`~chunkseg.options.CellsOptions` (or its fields as keywords).
     """
-    if options is None:
-        options = CellsOptions(**kwargs)
-    elif kwargs:
-        options = options.replace(**kwargs)
+    options = _options(CellsOptions, options, kwargs)
     with store.storage_options(options.storage_options):
         return _run(nuclei, image, output, options)
 
@@ -199,17 +179,14 @@ def _create(job: _CellsJob, dtype) -> dict:
     if job.container is not None:
         writers.prepare_output(job.container, overwrite=o.overwrite)
         writers.create_label_container(job.container, _OUTPUTS, version=job.ngff)
+    # into an OME-Zarr image: its own pyramid, and the image two levels up
+    levels = _image_levels(job.info, job.axes) if o.into_input else None
+    source = "../../" if o.into_input else None
     arrays = {}
     for name, target in job.targets.items():
         if o.into_input:
             writers.prepare_output(target, overwrite=o.overwrite)
             writers.add_to_labels_group(job.image_path, name)
-        source = "../../" if o.into_input else None
-        levels = None
-        if o.into_input:
-            from .run import _image_levels
-
-            levels = _image_levels(job.info, job.axes)
         writers.create_labels(target, shape=im.shape, chunks=chunks, dtype=dtype, axes=job.axes,
                               scale=scale, units=job.info.units, version=job.ngff,
                               source_image=source, levels=levels,
@@ -254,9 +231,9 @@ def compartment_table(parts: dict, ndim: int):
     properties = _measure.check_properties(None, True)
     tables = {comp: _measure.table_from_parts(parts[comp], properties, ndim, None, True)
               for comp in COMPARTMENTS}
-    out = tables["nucleus"].rename(columns=lambda c: c if c == "label" else f"nucleus_{c}")
-    for comp in ("cell", "cytoplasm"):
+    out = None
+    for comp in COMPARTMENTS:  # every nucleus has a cell; a cytoplasm may be missing
         t = tables[comp].rename(columns=lambda c, p=comp: c if c == "label" else f"{p}_{c}")
-        out = out.merge(t, on="label", how="left")
+        out = t if out is None else out.merge(t, on="label", how="left")
     out["cytoplasm_area"] = out["cytoplasm_area"].fillna(0.0)
     return out

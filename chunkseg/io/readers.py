@@ -504,7 +504,11 @@ def _open_labels(path, allow_incomplete: bool):
     path = store.location(path)
     if not path.exists():
         raise store.missing(path)
-    node = _zarr_node(path, "a Zarr label store")
+    return _labels_of(path, _zarr_node(path, "a Zarr label store"), allow_incomplete)
+
+
+def _labels_of(path: store.Location, node, allow_incomplete: bool):
+    """The level-0 labels of an opened label output (group or array), checked complete."""
     if isinstance(node, zarr.Group):
         if LABELS_ARRAY not in node:
             raise InputError(f"{path} holds no label array '{LABELS_ARRAY}'")
@@ -527,7 +531,7 @@ def open_markers(path, *, level: int = 0, storage_options: dict | None = None):
         if loc.exists() and loc.is_dir():
             node = _zarr_node(loc, "a Zarr label store or image")
             if COMPLETE_KEY in node.attrs:
-                return _open_labels(loc, False)
+                return _labels_of(loc, node, False)
         return open_image(path, level=level)
 
 

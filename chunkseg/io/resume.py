@@ -42,7 +42,7 @@ def fingerprint(image, path) -> str:
     """
     from dask.base import tokenize
 
-    where = store.resolved(path) if store.is_location(path) else "array"
+    where = store.recorded(path)
     first = image.blocks[(0,) * image.ndim]
     last = image.blocks[tuple(n - 1 for n in image.numblocks)]
     digests = dask.compute(dask.delayed(_digest)(first), dask.delayed(_digest)(last))

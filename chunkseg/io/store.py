@@ -26,8 +26,8 @@ from pathlib import Path
 
 from .._validate import InputError
 
-__all__ = ["Location", "exists", "is_location", "location", "missing", "storage_options",
-           "token"]
+__all__ = ["Location", "exists", "is_location", "location", "missing", "recorded",
+           "storage_options", "token"]
 
 #: URL schemes chunkseg reads; the last two only read (no output goes there).
 REMOTE = ("s3", "gs", "gcs", "az", "abfs", "http", "https")
@@ -303,6 +303,11 @@ def is_location(path) -> bool:
 
 def exists(path) -> bool:
     return location(path).exists()
+
+
+def recorded(path) -> str:
+    """How a run records an input: its resolved location, or "array" for an in-memory one."""
+    return resolved(path) if is_location(path) else "array"
 
 
 def missing(path) -> InputError:
