@@ -83,12 +83,18 @@ def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampli
     queue_labels = np.concatenate([np.full(len(taint_flat), taint_id, dtype=np.int32),
                                    np.arange(1, m + 1, dtype=np.int32)[free]])
     local = _flood.flood(level, mask, queue, queue_labels, top=top)
+    return _proven_core(local, core, seed_ids, dtype)
 
+
+def _proven_core(local, core, ids, dtype):
+    """The core of a flooded block as ``ids`` (local label ``k`` is ``ids[k - 1]``; the taint
+    is ``len(ids) + 1``), or None where the taint reached the core or the ring around it."""
+    taint_id = len(ids) + 1
     ring = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in core)
     if (local[ring] == taint_id).any():
         return None
-    lut = np.zeros(m + 2, dtype=dtype)
-    lut[1 : m + 1] = seed_ids
+    lut = np.zeros(len(ids) + 2, dtype=dtype)
+    lut[1 : len(ids) + 1] = ids
     return lut[local[core]]
 
 
@@ -174,9 +180,4 @@ def flood_markers_block(elevation, markers, mask, *, start, image_shape, core,
     queue_labels = np.concatenate([np.full(len(taint_flat), taint_id, dtype=np.int32),
                                    (local_ids + 1).astype(np.int32)])
     local = _flood.flood(level, mask, queue, queue_labels, top=top, connectivity=connectivity)
-    ring = tuple(slice(max(sl.start - 1, 0), sl.stop + 1) for sl in core)
-    if (local[ring] == taint_id).any():
-        return None
-    lut = np.zeros(len(values) + 2, dtype=dtype)
-    lut[1 : len(values) + 1] = values
-    return lut[local[core]]
+    return _proven_core(local, core, values, dtype)
