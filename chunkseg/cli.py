@@ -118,21 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixels of its neighbours a chunk floods with first (default auto: 32)")
     p.add_argument("--max-halo", type=int, default=None,
                    help="the most a chunk may need, tried by doubling (default 128)")
-    p.add_argument("--chunks", default=None, metavar="N|Z,Y,X",
-                   help="processing chunks (default: the storage chunks)")
     p.add_argument("--table", default=None, metavar="CELLS.csv|.parquet",
                    help="one row per nucleus: nucleus_*, cell_* and cytoplasm_* columns")
-    p.add_argument("--report", default=None, metavar="REPORT.json",
-                   help="where to write the JSON run report (default OUTPUT/cells.report.json)")
-    p.add_argument("--no-report", action="store_true", help="write no run report")
-    p.add_argument("--scheduler", default="threads",
-                   help="threads (default), processes, or a scheduler address tcp://HOST:PORT")
-    p.add_argument("--workers", type=int, default=None, help="threads or worker processes")
-    p.add_argument("--threads-per-worker", type=int, default=1,
-                   help="threads of each worker process (--scheduler processes; default 1)")
-    p.add_argument("--memory-limit", default="auto", help="memory limit of each worker process")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
+    _add_run_options(p, report="OUTPUT/cells.report.json")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     _add_image_options(p)
     _add_common(p)
@@ -203,6 +191,25 @@ def _spacing(value: str):
         raise argparse.ArgumentTypeError(f"--spacing must be numbers like 2,0.65,0.65, got {value!r}") from None
 
 
+def _add_run_options(p, *, report: str) -> None:
+    """The options of the runs that write label images: chunks, where they compute, the
+    progress bar and the run report (default path ``report``)."""
+    p.add_argument("--chunks", default=None, metavar="N|Z,Y,X",
+                   help="processing chunks (default: the storage chunks)")
+    p.add_argument("--scheduler", default="threads",
+                   help="threads (default), processes, or a scheduler address tcp://HOST:PORT")
+    p.add_argument("--workers", type=int, default=None, help="threads or worker processes")
+    p.add_argument("--threads-per-worker", type=int, default=1,
+                   help="threads of each worker process (--scheduler processes; default 1)")
+    p.add_argument("--memory-limit", default="auto",
+                   help="memory limit of each worker process, e.g. 4GB (default auto: the machine shared equally)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("--report", default=None, metavar="REPORT.json",
+                   help=f"where to write the JSON run report (default {report})")
+    p.add_argument("--no-report", action="store_true", help="write no run report")
+
+
 def _add_segment_options(p) -> None:
     p.add_argument("--method", default="watershed", choices=["watershed", "label", "threshold"],
                    help="watershed (default), label (connected components of the mask), or "
@@ -225,15 +232,7 @@ def _add_segment_options(p) -> None:
     p.add_argument("--spacing", type=_spacing, default=None, metavar="Z,Y,X",
                    help="voxel spacing for anisotropic stacks")
     p.add_argument("--halo", type=_halo, default="auto", help="auto or pixels (default auto)")
-    p.add_argument("--chunks", default=None, metavar="N|Z,Y,X",
-                   help="processing chunks (default: the storage chunks)")
-    p.add_argument("--scheduler", default="threads",
-                   help="threads (default), processes, or a scheduler address tcp://HOST:PORT")
-    p.add_argument("--workers", type=int, default=None, help="threads or worker processes")
-    p.add_argument("--threads-per-worker", type=int, default=1,
-                   help="threads of each worker process (--scheduler processes; default 1)")
-    p.add_argument("--memory-limit", default="auto",
-                   help="memory limit of each worker process, e.g. 4GB (default auto: the machine shared equally)")
+    _add_run_options(p, report="OUTPUT.report.json")
     p.add_argument("--scheduler-file", default=None, metavar="FILE",
                    help="join the scheduler described by this file (dask-jobqueue, dask-mpi)")
     p.add_argument("--resume", action="store_true",
@@ -244,11 +243,6 @@ def _add_segment_options(p) -> None:
                         "reads as the fill value (fill: stores written without empty chunks)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (chunks, halo, tasks, memory per worker); compute nothing")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
-    p.add_argument("--report", default=None, metavar="REPORT.json",
-                   help="where to write the JSON run report (default OUTPUT.report.json)")
-    p.add_argument("--no-report", action="store_true", help="write no run report")
     p.add_argument("--table", default=None, metavar="OBJECTS.csv|.parquet",
                    help="also measure every object (regionprops names) into this table")
 
