@@ -8,6 +8,7 @@ import sys
 import types
 from importlib.metadata import PackageNotFoundError, version
 
+from ._lazy import attach
 from ._validate import InputError
 
 try:
@@ -15,9 +16,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-#: Where each public name lives. Imported on first use (PEP 562), so that
-#: ``chunkseg --help``, ``chunkseg info`` and a worker that unpickles one kernel
-#: do not import dask.array, zarr and numba for names they never touch.
+#: Where each public name lives, imported on first use (:mod:`chunkseg._lazy`).
 _PUBLIC = {
     "inspect_image": "io", "open_image": "io", "open_labels": "io", "to_zarr": "io",
     "measure": "table",
@@ -37,36 +36,23 @@ _PUBLIC = {
 }
 
 
+#: Public names that are also the names of their modules (chunkseg.segment, chunkseg.threshold)
+_SHADOWED = {name for name, module in _PUBLIC.items() if name == module}
+
+
 class _Package(types.ModuleType):
     """``chunkseg.segment`` and ``chunkseg.threshold`` are functions, though modules of
     those names exist: importing the module sets the package's attribute to it, and here
     the function is kept instead (as the eager ``from .segment import segment`` did)."""
 
     def __setattr__(self, name, value):
-        if name in ("segment", "threshold") and isinstance(value, types.ModuleType):
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
             value = getattr(value, name)
         super().__setattr__(name, value)
 
 
 sys.modules[__name__].__class__ = _Package
-
-
-def __getattr__(name: str):
-    import importlib
-    import importlib.util
-
-    module = _PUBLIC.get(name)
-    if module is None:
-        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
-            return importlib.import_module(f".{name}", __name__)  # a submodule: chunkseg.io
-        raise AttributeError(f"module 'chunkseg' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # found once, then a plain attribute
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = attach(__name__, _PUBLIC)
 
 
 __all__ = [

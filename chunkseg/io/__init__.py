@@ -13,14 +13,7 @@ _PUBLIC = {"ImageInfo": "readers", "OpenedImage": "readers", "inspect_image": "r
 
 __all__ = sorted(_PUBLIC)
 
+from .._lazy import attach  # noqa: E402
 
-def __getattr__(name: str):
-    """The public names, imported on first use: ``chunkseg.io.store`` alone stays light."""
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'chunkseg.io' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+# imported on first use: chunkseg.io.store alone stays light
+__getattr__, __dir__ = attach(__name__, _PUBLIC)
