@@ -137,3 +137,56 @@ def test_region_partials_merge_to_regionprops():
     np.testing.assert_allclose(merged["mean"], want["intensity_mean"])
     np.testing.assert_array_equal(merged["max"], want["intensity_max"])
     assert regions.merge(None, regions.empty_partial(2, True)) is None
+
+
+def _heap_flood(level, mask, order, labels, top, connectivity):
+    """The flooding the kernel promises, written plainly: a heap of (max(priority, priority of
+    the pixel popped), push count), markers pushed first in the given order."""
+    import heapq
+
+    from chunkseg._kernels import flood
+
+    prio = top - level
+    out = np.zeros(level.shape, np.int32)
+    steps = [np.array(v) for v in np.ndindex(*(3,) * level.ndim)
+             if 0 < sum(abs(np.array(v) - 1)) <= connectivity]
+    padded = tuple(s + 2 for s in level.shape)
+    raveled = flood.neighbour_offsets(padded, connectivity)
+    strides = np.array([int(np.prod(padded[a + 1:])) for a in range(level.ndim)])
+    by_offset = {int(np.dot(v - 1, strides)): v - 1 for v in steps}
+    heap, count = [], 0
+    for flat, lab in zip(order, labels):
+        c = np.unravel_index(flat, level.shape)
+        if mask[c]:
+            out[c] = lab
+            heapq.heappush(heap, (prio[c], count, c))
+            count += 1
+    while heap:
+        p, _, c = heapq.heappop(heap)
+        for o in raveled:  # the kernel's neighbour order
+            n = tuple(np.asarray(c) + by_offset[int(o)])
+            if any(i < 0 or i >= s for i, s in zip(n, level.shape)) or not mask[n] or out[n]:
+                continue
+            out[n] = out[c]
+            heapq.heappush(heap, (max(prio[n], p), count, n))
+            count += 1
+    return out
+
+
+def test_flood_pops_in_priority_then_age_order():
+    """The bucket queue is exactly a (clamped priority, age) heap, ties and plateaus too."""
+    from chunkseg._kernels import flood
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        ndim = 2 if trial % 3 else 3
+        shape = tuple(rng.integers(4, 24 if ndim == 2 else 9, ndim))
+        top = int(rng.choice([1, 3, 12]))
+        level = rng.integers(0, top + 1, shape)
+        mask = rng.random(shape) < 0.85
+        order = rng.choice(int(np.prod(shape)), int(rng.integers(2, 12)), replace=False)
+        labels = rng.integers(1, 5, len(order)).astype(np.int32)
+        conn = int(rng.integers(1, ndim + 1))
+        np.testing.assert_array_equal(
+            flood.flood(level, mask, order, labels, top=top, connectivity=conn),
+            _heap_flood(level, mask, order, labels, top, conn))
