@@ -69,6 +69,22 @@ def _block_partial(block: np.ndarray, *, kernel: Callable, kwargs: dict) -> np.n
     return np.asarray(kernel(block, **kwargs))
 
 
+def selected(x: da.Array, where: da.Array) -> da.Array:
+    """The values of ``x`` where ``where`` is true, as a 1-D array of one (unknown-length)
+    chunk per block, block by block in the grid's order. (``x[where]`` of dask ravels both
+    first: a rechunk of the whole image into rows.)"""
+    where = where.rechunk(x.chunks)
+    g = Graph("selected", x, where)
+    for idx in np.ndindex(*x.numblocks):
+        g.task("values", (int(np.ravel_multi_index(idx, x.numblocks)),), _values_where,
+               (x.name, *idx), (where.name, *idx))
+    return g.array("values", ((np.nan,) * int(np.prod(x.numblocks)),), x.dtype)
+
+
+def _values_where(block, where):
+    return block[where]
+
+
 def summed_partials(
     x: da.Array, func: Callable, size: int, dtype, *, kwargs: dict | None = None,
     split_every: int = 64,

@@ -38,7 +38,7 @@ def check_image_array(shape, dtype, *, name: str = "image") -> None:
         )
     if len(shape) == 0:
         raise InputError(f"`{name}` is a 0-d scalar; give a 2D or 3D image")
-    if any(int(s) == 0 for s in shape):
+    if any(s == s and int(s) == 0 for s in shape):  # NaN: a size known only when computed
         raise InputError(f"`{name}` is empty (shape {tuple(shape)}); give a non-empty image")
 
 

@@ -573,8 +573,25 @@ def _filtered_image(image, smooth, background) -> da.Array:
     return prefilter(x, smooth=smooth, background=background)
 
 
-def foreground(image, threshold="otsu", *, smooth=None, background=None):
+POLARITIES = ("bright", "dark")
+
+
+def check_polarity(polarity) -> str:
+    if polarity not in POLARITIES:
+        raise InputError(f"`polarity` must be bright (objects brighter than the background) or "
+                         f"dark (darker: brightfield), got {polarity!r}")
+    return polarity
+
+
+def foreground(image, threshold="otsu", *, smooth=None, background=None, polarity="bright",
+               tissue=None):
     """``(mask, t)``: the lazy mask ``image > t`` and the threshold used.
+
+    ``polarity="dark"``: objects darker than the background, the mask
+    ``image <= t`` (the complement of the bright mask, with the same ``t``:
+    scikit-image's threshold of the image); likewise for local thresholds.
+    ``tissue``: a boolean array of the image's shape; the threshold is taken
+    over its pixels only and the mask is false outside it.
 
     ``smooth`` (``"gaussian:SIGMA"``, ``"median:SIZE"`` or a sigma) and
     ``background`` (``"gaussian:SIGMA"``: the image minus its blur) filter
@@ -582,24 +599,48 @@ def foreground(image, threshold="otsu", *, smooth=None, background=None):
     method name, a number, a callable, or ``"local:BLOCK[:OFFSET[:METHOD]]"``
     (then ``t`` is that spec and the mask is ``image > threshold_local(...)``).
     """
-    return _foreground(image, threshold, smooth, background, pending=False)
+    return _foreground(image, threshold, smooth, background, pending=False,
+                       polarity=check_polarity(polarity), tissue=tissue)
 
 
-def _foreground(image, threshold, smooth, background, *, pending: bool):
+def _foreground(image, threshold, smooth, background, *, pending: bool, polarity="bright",
+                tissue=None):
     """:func:`foreground`; with ``pending``, a histogram method's threshold may come
     back still being computed: a persisted 0-d dask array (see
     :func:`chunkseg.threshold.pending_threshold`; :func:`threshold_value` reads it)."""
     spec = parse_threshold(threshold)
     x = _filtered_image(image, smooth, background)
+    tissue = _tissue_of(x, tissue)
     if isinstance(spec, tuple):
         _, block, offset, method = spec
-        return x > threshold_local(x, block, method, offset=offset), spec
-    t = pending_threshold(x, spec) if pending and isinstance(spec, str) else None
+        mask = _side(x, threshold_local(x, block, method, offset=offset), polarity)
+        return _within(mask, tissue), spec
+    counted = x if tissue is None else _graph.selected(x, tissue)
+    t = pending_threshold(counted, spec) if pending and isinstance(spec, str) else None
     if t is not None:
         (t,) = dask.persist(t)  # on a cluster: returns at once, computed there
     else:
-        t = resolve_threshold(x, spec)
-    return x > t, t
+        t = resolve_threshold(counted, spec)
+    return _within(_side(x, t, polarity), tissue), t
+
+
+def _side(x, t, polarity: str):
+    """The objects' side of the threshold: ``x > t``, or ``x <= t`` for dark objects."""
+    return x <= t if polarity == "dark" else x > t
+
+
+def _tissue_of(x: da.Array, tissue):
+    if tissue is None:
+        return None
+    tissue = _graph.as_dask(tissue)
+    if tissue.shape != x.shape:
+        raise InputError(f"`tissue` (shape {tissue.shape}) must have the shape of the image "
+                         f"({x.shape})")
+    return tissue.astype(bool).rechunk(x.chunks)
+
+
+def _within(mask: da.Array, tissue):
+    return mask if tissue is None else mask & tissue
 
 
 def threshold_value(t):
@@ -607,24 +648,38 @@ def threshold_value(t):
     return t.compute()[()] if isinstance(t, da.Array) else t
 
 
-def classify(image, *, classes: int = 3, smooth=None, background=None, nbins: int = 256):
+def classify(image, *, classes: int = 3, smooth=None, background=None, nbins: int = 256,
+             polarity: str = "bright", tissue=None):
     """``(class_map, thresholds)``: ``numpy.digitize(image, threshold_multiotsu(image, classes))``.
 
     The class map is lazy, uint8, 0..classes-1, bit-identical to the
-    whole-image computation.
+    whole-image computation. ``polarity="dark"``: the classes count from the
+    bright end (``classes - 1 - digitize``: 0 is the brightest, the
+    background of a brightfield image). ``tissue``: thresholds over the
+    tissue pixels, class 0 outside it.
     """
     classes = check_int("classes", classes, minimum=2)
     if classes > 256:
         raise InputError(f"`classes` must be at most 256 for a uint8 class map, got {classes}")
+    check_polarity(polarity)
     x = _filtered_image(image, smooth, background)
-    thresholds = threshold_multiotsu(x, classes=int(classes), nbins=nbins)
-    classes_map = x.map_blocks(_digitize, bins=np.asarray(thresholds), dtype=np.uint8,
-                               meta=np.empty((0,) * x.ndim, dtype=np.uint8))
+    tissue = _tissue_of(x, tissue)
+    counted = x if tissue is None else _graph.selected(x, tissue)
+    thresholds = threshold_multiotsu(counted, classes=int(classes), nbins=nbins)
+    args = () if tissue is None else (tissue,)
+    classes_map = da.map_blocks(_digitize, x, *args, bins=np.asarray(thresholds),
+                                top=int(classes) - 1 if polarity == "dark" else None,
+                                dtype=np.uint8, meta=np.empty((0,) * x.ndim, dtype=np.uint8))
     return classes_map, thresholds
 
 
-def _digitize(block, *, bins):
-    return np.digitize(block, bins).astype(np.uint8)
+def _digitize(block, tissue=None, *, bins, top=None):
+    out = np.digitize(block, bins).astype(np.uint8)
+    if top is not None:
+        out = np.uint8(top) - out
+    if tissue is not None:
+        out[~tissue] = 0
+    return out
 
 
 def fractions(labels: da.Array, nclasses: int) -> da.Array:
@@ -638,7 +693,9 @@ METHODS_SEGMENT = ("watershed", "label", "threshold")
 
 def segment(image, *, method: str = "watershed", threshold="otsu", min_distance: int = 10,
             footprint: int = 3, sampling=None, halo="auto", smooth=None, background=None,
-            connectivity: int = 1, min_size: int = 0, classes: int | None = None) -> da.Array:
+            connectivity: int = 1, min_size: int = 0, classes: int | None = None,
+            polarity: str = "bright", stain: str | None = None, stain_vectors=None,
+            tissue=None) -> da.Array:
     """Segment nuclei chunk by chunk; labels equal the whole-image pipeline's.
 
     The pipeline is ``mask = image > t``; ``distance =
@@ -672,6 +729,18 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
     min_size : int
         Remove objects smaller than this many pixels (whole-object size),
         keeping ids 1..N.
+    polarity : {"bright", "dark"}
+        ``"dark"``: objects darker than the background (brightfield grey,
+        phase): the mask is ``image <= t``, see :func:`foreground`.
+    stain : {"hematoxylin", "eosin", "dab"}, optional
+        ``image`` is RGB (channels last): segment this stain's optical
+        density, ``skimage.color.rgb2hed(image)[..., k]`` bit for bit (see
+        :func:`chunkseg.stain.separate`); ``stain_vectors`` replaces the
+        Ruifrok-Johnston vectors (see :func:`chunkseg.stain.stain_matrix`).
+    tissue : boolean array, optional
+        Where to look (see :mod:`chunkseg.tissue`): the image outside it is
+        set to the background value, the threshold is taken over its pixels,
+        and no object lies outside it.
 
     Returns
     -------
@@ -684,10 +753,20 @@ def segment(image, *, method: str = "watershed", threshold="otsu", min_distance:
     footprint = check_int("footprint", footprint)
     min_size = check_int("min_size", min_size, minimum=0)
     check_classes(method, threshold, classes)
+    check_polarity(polarity)
+    if stain is not None:
+        from .stain import separate, stain_matrix
+
+        image = separate(image, stain, conv=stain_matrix(stain_vectors))
+    if tissue is not None:
+        from .tissue import Tissue, restrict
+
+        image, tissue, _ = restrict(_graph.as_dask(image), Tissue(_graph.as_dask(tissue), {}),
+                                    polarity)
     return build(image, method=method, threshold=threshold, min_distance=min_distance,
                  footprint=footprint, sampling=sampling, halo=halo, smooth=smooth,
                  background=background, connectivity=connectivity, min_size=min_size,
-                 classes=classes).labels
+                 classes=classes, polarity=polarity, tissue=tissue).labels
 
 
 def check_method(method) -> str:
@@ -719,7 +798,8 @@ def build(image, *, method: str = "watershed", threshold="otsu", min_distance: i
           footprint: int = 3, sampling=None, halo="auto", smooth=None, background=None,
           connectivity: int = 1, min_size: int = 0, classes: int | None = None,
           known_threshold=None, known_seeds: Seeds | None = None,
-          count: bool = False, timings: dict | None = None) -> Segmentation:
+          count: bool = False, timings: dict | None = None, polarity: str = "bright",
+          tissue=None) -> Segmentation:
     """The one dispatch of the segmentation methods, for :func:`segment` and a run.
 
     ``known_threshold`` and ``known_seeds``: the values a resumed run had
@@ -733,13 +813,15 @@ def build(image, *, method: str = "watershed", threshold="otsu", min_distance: i
     class_map = method == "threshold" and threshold == "multiotsu"
     nclasses = (classes or 3) if class_map else 2
     if class_map:
-        labels, tval = classify(image, classes=nclasses, smooth=smooth, background=background)
+        labels, tval = classify(image, classes=nclasses, smooth=smooth, background=background,
+                                polarity=polarity, tissue=tissue)
     elif known_threshold is not None:
-        mask, tval = foreground(image, known_threshold, smooth=smooth, background=background)
+        mask, tval = foreground(image, known_threshold, smooth=smooth, background=background,
+                                polarity=polarity, tissue=tissue)
     else:
         # pending: on a cluster the seed pass is queued behind the histogram, no round trip
         mask, tval = _foreground(image, threshold, smooth, background,
-                                 pending=method == "watershed")
+                                 pending=method == "watershed", polarity=polarity, tissue=tissue)
     result = Segmentation(labels=None, threshold=tval)
     # a pending threshold is computed on the cluster while the seed pass waits for it:
     # then its time counts in "seeds"

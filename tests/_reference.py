@@ -7,15 +7,18 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
 
-def reference(image, *, min_distance=10, footprint=3, sampling=None, threshold=None):
-    """Otsu -> distance_transform_edt -> peak_local_max -> seeds 1..N in raster order -> watershed."""
-    t = threshold_otsu(image) if threshold is None else threshold
-    mask = image > t
+def reference(image, *, min_distance=10, footprint=3, sampling=None, threshold=None, mask=None):
+    """Otsu -> distance_transform_edt -> peak_local_max -> seeds 1..N in raster order -> watershed.
+
+    ``mask``: the foreground given (then ``image`` only gives the shape)."""
+    if mask is None:
+        t = threshold_otsu(image) if threshold is None else threshold
+        mask = image > t
     distance = ndi.distance_transform_edt(mask, sampling=sampling)
     coords = peak_local_max(distance, min_distance=min_distance,
-                            footprint=np.ones((footprint,) * image.ndim), exclude_border=False)
-    flat = np.sort(np.ravel_multi_index(tuple(coords.T), image.shape))
-    markers = np.zeros(image.shape, dtype=np.int64)
+                            footprint=np.ones((footprint,) * mask.ndim), exclude_border=False)
+    flat = np.sort(np.ravel_multi_index(tuple(coords.T), mask.shape))
+    markers = np.zeros(mask.shape, dtype=np.int64)
     markers.flat[flat] = np.arange(1, len(flat) + 1)
     labels = watershed(-distance, markers, mask=mask)
     return mask, flat, labels
