@@ -176,6 +176,47 @@ def chunkseg_cells(directory, out, method, threshold, workers):
     return {"compute_s": time.perf_counter() - t0, "cells": report.cells}
 
 
+def skimage_he(path, out, min_distance):
+    """The whole-image brightfield pipeline: rgb2hed's hematoxylin, then Otsu, distance,
+    peak_local_max and watershed, as a pathology notebook runs it."""
+    import scipy.ndimage as ndi
+    import zarr
+    from skimage.color import rgb2hed
+    from skimage.feature import peak_local_max
+    from skimage.filters import threshold_otsu
+    from skimage.segmentation import watershed
+
+    t0 = time.perf_counter()
+    rgb = np.moveaxis(zarr.open_array(f"{path}/0", mode="r")[:], 0, -1)
+    image = rgb2hed(rgb)[..., 0]
+    del rgb
+    mask = image > threshold_otsu(image)
+    distance = ndi.distance_transform_edt(mask)
+    coords = peak_local_max(distance, min_distance=int(min_distance),
+                            footprint=np.ones((3,) * image.ndim), exclude_border=False)
+    markers = np.zeros(image.shape, dtype=np.int32)
+    flat = np.sort(np.ravel_multi_index(tuple(coords.T), image.shape))
+    markers.flat[flat] = np.arange(1, len(flat) + 1)
+    labels = watershed(-distance, markers, mask=mask)
+    elapsed = time.perf_counter() - t0
+    np.save(out, labels.astype(np.uint32))
+    return {"objects": int(len(flat)), "compute_s": elapsed}
+
+
+def chunkseg_he(path, out, min_distance, workers, tissue):
+    """What ``chunkseg segment SLIDE OUT --stain hematoxylin --tissue T`` runs."""
+    from chunkseg.run import run_segment
+
+    t0 = time.perf_counter()
+    report = run_segment(path, out, stain="hematoxylin", tissue=tissue,
+                         min_distance=int(min_distance), overwrite=True, scheduler="processes",
+                         workers=int(workers))
+    found = report.to_dict()["tissue"] or {}
+    return {"compute_s": time.perf_counter() - t0, "objects": report.objects,
+            "threshold": float(report.threshold), "skipped": found.get("chunks_skipped"),
+            "chunks": found.get("chunks")}
+
+
 def graph_size(nchunks):
     """Tasks and build time of chunkseg's graphs for a lazy input of about ``nchunks`` chunks."""
     import dask.array as da

@@ -19,7 +19,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 #: Where each public name lives, imported on first use (:mod:`chunkseg._lazy`).
 _PUBLIC = {
     "inspect_image": "io", "open_image": "io", "open_labels": "io", "to_zarr": "io",
-    "measure": "table",
+    "measure": "table", "to_geojson": "geojson",
     "clear_border": "relabel", "relabel_sequential": "relabel",
     "remove_small_objects": "relabel", "renumber": "relabel",
     "label": "stitch",
@@ -76,6 +76,7 @@ __all__ = [
     "open_image",
     "open_labels",
     "segment",
+    "to_geojson",
     "to_zarr",
     "watershed",
     "METHODS",

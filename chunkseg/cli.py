@@ -232,6 +232,22 @@ def _add_segment_options(p) -> None:
     p.add_argument("--spacing", type=_spacing, default=None, metavar="Z,Y,X",
                    help="voxel spacing for anisotropic stacks")
     p.add_argument("--halo", type=_halo, default="auto", help="auto or pixels (default auto)")
+    p.add_argument("--objects", dest="polarity", default="bright",
+                   help="bright (objects brighter than the background; default) or dark "
+                        "(darker: brightfield grey, phase): every threshold follows it")
+    p.add_argument("--stain", default=None, metavar="hematoxylin|eosin|dab",
+                   help="an RGB brightfield image (H&E, IHC): segment this stain's optical "
+                        "density (colour deconvolution, as skimage.color.rgb2hed)")
+    p.add_argument("--stain-vectors", default=None, metavar="R,G,B;R,G,B;R,G,B|FILE|macenko",
+                   help="the stains' optical-density vectors (default Ruifrok-Johnston), a "
+                        ".json/.txt/.npy file of them, or macenko (estimated from the slide)")
+    p.add_argument("--tissue", default="none", metavar="auto|none|MASK",
+                   help="auto: find the tissue on a low-resolution level and skip the glass "
+                        "(its chunks are not read); MASK: a mask image of the input's shape; "
+                        "none (default)")
+    p.add_argument("--geojson", default=None, metavar="OBJECTS.geojson",
+                   help="also write every object as a polygon (a GeoJSON FeatureCollection "
+                        "that QuPath imports as detections)")
     _add_run_options(p, report="OUTPUT.report.json")
     p.add_argument("--scheduler-file", default=None, metavar="FILE",
                    help="join the scheduler described by this file (dask-jobqueue, dask-mpi)")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["human_mitosis", "synthetic_cells", "synthetic_nuclei", "write_synthetic_cells",
-           "write_synthetic_nuclei"]
+__all__ = ["human_mitosis", "synthetic_cells", "synthetic_he", "synthetic_nuclei",
+           "write_synthetic_cells", "write_synthetic_he", "write_synthetic_nuclei"]
 
 _TILE = 128
 
@@ -221,4 +221,95 @@ def write_synthetic_nuclei(path, shape, *, chunks, seed: int = 0, **kwargs):
 
     tasks = [dask.delayed(write)(origin) for origin in __import__("itertools").product(*grid)]
     dask.compute(*tasks)
+    return path
+
+
+#: Side of the cells of the coarse grid on which :func:`synthetic_he` places tissue pieces.
+_TISSUE_CELL = 2048
+
+
+def synthetic_tissue(shape, *, region=None, seed: int = 0, fraction: float = 0.4) -> np.ndarray:
+    """Where :func:`synthetic_he` has tissue: one ellipse per 2048-pixel cell of a coarse
+    grid (covering about ``fraction`` of it), the rest glass. ``fraction=1``: all tissue."""
+    if region is None:
+        region = tuple(slice(0, s) for s in shape)
+    start = np.array([r.start for r in region])
+    stop = np.array([r.stop for r in region])
+    if fraction >= 1:
+        return np.ones(tuple(stop - start), dtype=bool)
+    out = np.zeros(tuple(stop - start), dtype=bool)
+    radius = np.sqrt(fraction / np.pi)  # of the cell's side, for an ellipse of that area
+    first = np.maximum(start // _TISSUE_CELL - 1, 0)
+    last = (stop - 1) // _TISSUE_CELL + 1
+    grids = np.ogrid[tuple(slice(a, b) for a, b in zip(start, stop))]
+    for cell in np.ndindex(*(last - first + 1)):
+        cell = np.asarray(cell) + first
+        rng = np.random.default_rng([seed, *cell.tolist(), 11])
+        centre = (cell + rng.uniform(0.35, 0.65, size=2)) * _TISSUE_CELL
+        axes = radius * _TISSUE_CELL * rng.uniform(0.8, 1.25, size=2)
+        axes[1] = (radius * _TISSUE_CELL) ** 2 / axes[0]  # keep the area
+        q = sum(((g + 0.5 - c) / a) ** 2 for g, c, a in zip(grids, centre, axes))
+        out |= q <= 1
+    return out
+
+
+def synthetic_he(shape, *, region=None, seed: int = 0, tissue: float = 0.4) -> np.ndarray:
+    """A brightfield H&E-like RGB image (uint8, channels last): hematoxylin nuclei
+    (:func:`synthetic_nuclei`) in eosin-stained tissue pieces on white glass, composed with
+    ``skimage.color.combine_stains`` and the Ruifrok-Johnston vectors. ``tissue``: the
+    fraction of tissue (see :func:`synthetic_tissue`). Any region renders on its own."""
+    from skimage.color import combine_stains, rgb_from_hed
+
+    if region is None:
+        region = tuple(slice(0, s) for s in shape)
+    inside = synthetic_tissue(shape, region=region, seed=seed, fraction=tissue)
+    nuclei = synthetic_nuclei(shape, region=region, seed=seed).astype(np.float32) \
+        if inside.any() else np.zeros(inside.shape, np.float32)
+    start = [r.start for r in region]
+    stop = [r.stop for r in region]
+    grain = _noise(start, stop, seed, salt=13, mean=0.0, sigma=1.0)
+    h = np.clip(nuclei - 20, 0, None) / 235 * 0.12 * inside
+    e = (0.03 + 0.004 * grain) * inside
+    stains = np.stack([h, e, np.zeros_like(h)], axis=-1)
+    rgb = combine_stains(stains, rgb_from_hed) * 255 - 12 + 2.0 * grain[..., None]
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def write_synthetic_he(path, shape, *, chunks, seed: int = 0, tissue: float = 0.4,
+                       levels: int = 1):
+    """Write :func:`synthetic_he` (``shape`` is Y, X) chunk by chunk into a new OME-Zarr
+    image with axes ``cyx`` (chunks of all three channels), and ``levels`` pyramid levels,
+    each the 2x2 mean of the last. Returns the path."""
+    import itertools
+
+    import dask
+
+    from .io import writers
+
+    path = Path(path)
+    chunks = tuple(chunks)
+    group = writers.create_image(path, shape=(3, *shape), chunks=(3, *chunks), dtype=np.uint8,
+                                 axes="cyx", levels=levels, channels=["R", "G", "B"])
+    z = group["0"]
+
+    def write(origin):
+        region = tuple(slice(o, min(o + c, s)) for o, c, s in zip(origin, chunks, shape))
+        z[(slice(None), *region)] = np.moveaxis(
+            synthetic_he(shape, region=region, seed=seed, tissue=tissue), -1, 0)
+
+    grid = [range(0, s, c) for s, c in zip(shape, chunks)]
+    dask.compute(*[dask.delayed(write)(o) for o in itertools.product(*grid)])
+    for level in range(1, levels):
+        src, dst = group[str(level - 1)], group[str(level)]
+
+        def halve(origin, src=src, dst=dst):
+            region = tuple(slice(o, min(o + c, s)) for o, c, s in
+                           zip(origin, dst.chunks[1:], dst.shape[1:]))
+            block = src[(slice(None), *(slice(2 * r.start, 2 * r.stop) for r in region))]
+            c, h, w = block.shape
+            mean = block.reshape(c, h // 2, 2, w // 2, 2).astype(np.float32).mean(axis=(2, 4))
+            dst[(slice(None), *region)] = mean.round().astype(np.uint8)
+
+        grid = [range(0, s, c) for s, c in zip(dst.shape[1:], dst.chunks[1:])]
+        dask.compute(*[dask.delayed(halve)(o) for o in itertools.product(*grid)])
     return path

@@ -150,9 +150,41 @@ class SegmentOptions(_Run):
     classes: int | None = None
     resume: bool = False
     into_input: str | None = None
+    #: objects brighter (bright) or darker (dark: brightfield grey, phase) than the background
+    polarity: str = "bright"
+    #: segment this stain's optical density of an RGB image (hematoxylin, eosin, dab)
+    stain: str | None = None
+    #: the stains' RGB vectors (3x3, or a file), "macenko" (estimated), or None (Ruifrok-Johnston)
+    stain_vectors: object = None
+    #: where to look: "none", "auto" (detected on a low-resolution level) or a mask's path
+    tissue: str | None = "none"
+    #: a GeoJSON FeatureCollection of the objects' polygons (QuPath detections)
+    geojson: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
+        from .segment import check_polarity
+
+        check_polarity(self.polarity)
+        if self.stain is not None:
+            from .stain import check_stain, stain_matrix
+
+            check_stain(self.stain)
+            if not (isinstance(self.stain_vectors, str) and self.stain_vectors == "macenko"):
+                stain_matrix(self.stain_vectors)  # refuses bad vectors now
+            if self.stain == "dab" and self.stain_vectors == "macenko":
+                raise InputError("`stain_vectors` macenko estimates hematoxylin and eosin; give "
+                                 "the vectors to segment dab")
+            if self.channel is not None:
+                raise InputError("`stain` uses the three colour channels: drop `channel`")
+        elif self.stain_vectors is not None:
+            raise InputError("`stain_vectors` needs `stain` (which stain to segment)")
+        if self.tissue is None:
+            self._set(tissue="none")
+        if not isinstance(self.tissue, str):
+            raise InputError(f"`tissue` must be auto, none or a mask's path, got {self.tissue!r}")
+        if self.geojson is not None and self.method == "threshold":
+            raise InputError("`geojson` writes objects: use it with `method` watershed or label")
         if self.missing_chunks not in ("error", "fill"):
             raise InputError(f"`missing_chunks` must be error or fill, got {self.missing_chunks!r}")
         check_method(self.method)
@@ -186,7 +218,15 @@ class SegmentOptions(_Run):
             "classes": self.classes, "min_size": self.min_size,
             "connectivity": self.connectivity, "spacing": list(spacing) if spacing else None,
             "halo": self.halo, "chunks": list(chunks),
+            "polarity": self.polarity, "stain": self.stain,
+            "stain_vectors": _vectors_record(self.stain_vectors), "tissue": self.tissue,
         }
+
+
+def _vectors_record(vectors):
+    if vectors is None or isinstance(vectors, str):
+        return vectors
+    return np.asarray(vectors, dtype=float).tolist()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""A picture of a label image: random label colours over the grey image, downsampled.
+"""A picture of a label image: random label colours over the grey image (or the colours of
+an RGB slide), downsampled.
 
 The labels come from the coarsest-but-large-enough pyramid level of the
 label group (or are strided chunk by chunk); the image is strided chunk by
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dask
+import dask.array as da
 import numpy as np
 
 from ._layout import level_steps
@@ -35,6 +37,14 @@ def _grey(image: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(image, (0.5, 99.5)) if image.size else (0.0, 1.0)
     scaled = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
     return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+
+
+def _colour(image: np.ndarray) -> np.ndarray:
+    """An RGB image as 8-bit colours (other integer and float ranges scaled)."""
+    if image.dtype == np.uint8:
+        return image
+    top = np.iinfo(image.dtype).max if image.dtype.kind in "ui" else 1.0
+    return (np.clip(image.astype(np.float64) / top, 0, 1) * 255).astype(np.uint8)
 
 
 def _pick_level(levels, max_size: int) -> int:
@@ -84,20 +94,31 @@ def preview(labels, out=None, *, image=None, max_size: int = 2048, z: int | None
     step = max(1, -(-max(lab.shape) // max_size))
     lab = lab[::step, ::step]
     total = [int(s) * step for s in strides[-2:]]  # level-0 pixels per preview pixel
-    im = None
+    im, colour = None, False
     if image is not None:
-        im = readers.open_image(image, channel=channel)
-        if im.shape != full.shape:
-            raise InputError(f"`image` (shape {im.shape}) must have the shape of the labels "
+        info = readers.inspect_image(image)
+        colour = channel is None and any(
+            a in "cs" and n == 3 for a, n in zip(info.axes, info.shape))
+        if colour:  # a brightfield slide: the labels over its own colours
+            opened = readers.read_image(image, rgb=True)
+            im = da.moveaxis(opened.array, next(i for i, a in enumerate(opened.axes)
+                                                if a in "cs"), -1)
+            spatial = im.shape[:-1]
+        else:
+            im = readers.open_image(image, channel=channel)
+            spatial = im.shape
+        if spatial != full.shape:
+            raise InputError(f"`image` (shape {spatial}) must have the shape of the labels "
                              f"({full.shape})")
         zi = None if full.ndim == 2 else (z if z is None else z * int(strides[0]))
         if full.ndim == 3 and zi is None:
             zi = (levels[level].shape[0] // 2) * int(strides[0])
-        im = _plane(im, zi)[::total[0], ::total[1]]
+        im = (im if colour else _plane(im, zi))[::total[0], ::total[1]]
     lab, im = dask.compute(lab, im)
     rgb = label_colours(lab)
     if im is not None:
-        grey = np.repeat(_grey(im)[..., None], 3, axis=2).astype(np.float64)
+        grey = (_colour(im) if colour else np.repeat(_grey(im)[..., None], 3, axis=2)) \
+            .astype(np.float64)
         blend = np.where(lab[..., None] > 0, (1 - alpha) * grey + alpha * rgb, grey)
         rgb = np.round(blend).astype(np.uint8)
     if out is not None:

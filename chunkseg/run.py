@@ -68,6 +68,10 @@ class SegmentReport:
     peak_memory: int | None = None
     params: dict | None = None
     plan: "Plan | None" = None
+    #: how the stain vectors and the tissue were found (``stain``, ``tissue``)
+    found: dict | None = None
+    #: the GeoJSON written (path and feature count)
+    geojson: dict | None = None
 
     def to_dict(self) -> dict:
         """The JSON run report: parameters, versions, results, timings, memory, chunks."""
@@ -95,6 +99,9 @@ class SegmentReport:
             "tasks": self.tasks,
             "resumed": self.resumed,
             "params": self.params,
+            "stain": (self.found or {}).get("stain"),
+            "tissue": (self.found or {}).get("tissue"),
+            "geojson": self.geojson,
         }
         if self.plan is not None:
             out["plan"] = self.plan.to_dict()
@@ -115,6 +122,12 @@ class SegmentReport:
             r = self.resumed
             tail += (f" (resumed: {r['already_written']} of {r['chunks']} chunks were written, "
                      f"{r['written']} written now)")
+        tissue = (self.found or {}).get("tissue")
+        if tissue:
+            tail += (f"; no tissue in {tissue['chunks_skipped']} of {tissue['chunks']} chunks "
+                     f"({100 * tissue['chunks_skipped'] / tissue['chunks']:.0f}%, not read)")
+        if self.geojson:
+            tail += f"; {self.geojson['features']} polygons -> {self.geojson['path']}"
         if self.method == "threshold":
             if len(self.fractions) == 2:
                 what = f"foreground {100 * self.fractions[1]:.2f}%"
@@ -262,19 +275,46 @@ class _Job:
     params: dict
     #: (shape, scale) of every level of the OME-Zarr image the labels go into
     image_levels: list | None = None
+    #: the tissue mask at full resolution (``tissue``), or None
+    tissue: da.Array | None = None
+    #: how the stain and the tissue were found, for the report (``stain``, ``tissue``)
+    found: dict = dataclasses.field(default_factory=dict)
 
     @property
     def chunks(self) -> tuple:
         return tuple(max(c) for c in self.image.chunks)
 
+    @property
+    def physical(self):
+        """The spacing of the table's areas and centroids: ``spacing``, else the image's
+        own scale where its metadata gives units (a slide's microns per pixel)."""
+        if self.sampling is not None or not self.info.units:
+            return self.sampling
+        return spatial_scale(self.info, self.axes)
+
+
+def spatial_scale(info, axes: str):
+    """The scale of the kept (spatial) ``axes`` from the image's metadata, or None."""
+    if not info.scale:
+        return None
+    return [float(info.scale[info.axes.index(a)]) for a in axes]
+
 
 def _open(input, output, opts: SegmentOptions) -> _Job:
     """Step 1: open the input and check everything about the run; nothing is written."""
     t0 = time.perf_counter()
+    rgb = opts.stain is not None
     opened = readers.read_image(input, level=opts.level, channel=opts.channel,
-                                missing_chunks=opts.missing_chunks)
+                                missing_chunks=opts.missing_chunks, rgb=rgb)
     image, info = opened.array, opened.info
+    found = {}
+    if rgb:
+        image, found["stain"] = _stained(input, opened, opts)
+        opened = dataclasses.replace(opened, axes=opened.axes.replace("c", "").replace("s", ""))
     image = _processing_chunks(image, opts.chunks)
+    tissue_mask = None
+    if opts.tissue != "none":
+        image, tissue_mask, found["tissue"] = _in_tissue(input, opened, image, opts)
     sampling = check_sampling(opts.spacing, image.ndim, name="spacing")
     ngff, image_levels = "0.5", None
     if opts.into_input is not None:
@@ -293,6 +333,9 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
     writers.refuse_existing(output, "output", overwrite=opts.overwrite, resume=opts.resume)
     if opts.table is not None:
         _check_table_output(opts.table, opts.overwrite, [input, output])
+    if opts.geojson is not None:
+        writers.check_output_path(opts.geojson, [input, output])
+        writers.refuse_existing(opts.geojson, "geojson", overwrite=opts.overwrite)
     report_path = None if opts.report is False else store.location(opts.report or
                                                                   f"{output}.report.json")
     if report_path is not None:
@@ -302,9 +345,79 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
     if opts.resume:  # refused before any cluster starts when the output cannot be resumed
         resume.check_resume(output, params, compare_fingerprint=False)
     log.debug("opened %s in %.3f s", input, time.perf_counter() - t0)
+    if "stain" in found:
+        params["stain_matrix"] = found["stain"]["matrix"]
     return _Job(input=input, output=output, options=opts, image=image, info=info,
                 axes=opened.axes, sampling=sampling, ngff=ngff, report_path=report_path,
-                params=params, image_levels=image_levels)
+                params=params, image_levels=image_levels, tissue=tissue_mask, found=found)
+
+
+def _low_resolution(input, opened, opts, rgb: bool):
+    """``(level, step, array)``: the level estimates are made on (stain vectors, tissue):
+    the largest at most :data:`chunkseg.tissue.DETECT_PIXELS` pixels, at or below
+    ``level``; every ``step``-th pixel of the smallest where none is that small (which is
+    then read whole)."""
+    from . import tissue
+
+    info = opened.info
+    spatial = [tuple(n for n, a in zip(shape, info.axes) if a not in "cst")
+               for shape in info.levels[opts.level:]]
+    index = opts.level + tissue.pick_level(spatial)
+    low = readers.read_image(input, level=index, channel=opts.channel, rgb=rgb,
+                             approximate=True)
+    x = da.moveaxis(low.array, _colour_axis(low.axes), -1) if rgb else low.array
+    size = int(np.prod(x.shape[:x.ndim - rgb]))
+    step = 1
+    while size // step ** (x.ndim - rgb) > tissue.DETECT_PIXELS:
+        step += 1
+    if step > 1:
+        x = x[(slice(None, None, step),) * (x.ndim - rgb)]
+    return index, step, x.compute()
+
+
+def _colour_axis(axes: str) -> int:
+    return next(i for i, a in enumerate(axes) if a in "cs")
+
+
+def _stained(input, opened, opts):
+    """The stain's optical density of the RGB image, and the stain record of the report."""
+    from . import stain
+
+    how = {"stain": opts.stain}
+    if isinstance(opts.stain_vectors, str) and opts.stain_vectors == "macenko":
+        level, step, low = _low_resolution(input, opened, opts, rgb=True)
+        conv, used = stain.estimate_vectors(low)
+        how.update(used, level=level, step=step)
+    else:
+        conv = stain.stain_matrix(opts.stain_vectors)
+        how["vectors"] = "ruifrok-johnston" if opts.stain_vectors is None else \
+            np.linalg.inv(conv).round(6).tolist()
+    how["matrix"] = np.asarray(conv).tolist()
+    return stain.separate(opened.array, opts.stain, conv=conv,
+                          channel_axis=_colour_axis(opened.axes)), how
+
+
+def _in_tissue(input, opened, image, opts):
+    """The image restricted to the tissue (chunks without tissue never read), the mask,
+    and the tissue record of the report."""
+    from . import tissue
+
+    if opts.tissue == "auto":
+        rgb = opts.stain is not None
+        level, step, low = _low_resolution(input, opened, opts, rgb=rgb)
+        mask, how = tissue.detect(low, rgb=rgb, polarity=opts.polarity)
+        how.update(level=level, step=step)
+        found = tissue.Tissue(mask, how)
+    else:
+        mask = readers.open_image(opts.tissue)
+        if mask.shape != image.shape:
+            raise InputError(f"the `tissue` mask {opts.tissue} has shape {mask.shape}, the "
+                             f"image at level {opts.level} {image.shape}; give a mask of that "
+                             "shape")
+        found = tissue.Tissue(mask > 0, {"method": "mask", "path": str(opts.tissue)})
+    restricted, full, skipped = tissue.restrict(image, found, opts.polarity)
+    found.how.update(chunks_skipped=skipped, chunks=int(np.prod(image.numblocks)))
+    return restricted, full, found.how
 
 
 def _processing_chunks(image: da.Array, chunks) -> da.Array:
@@ -362,7 +475,7 @@ def _run_segment(input, output, opts: SegmentOptions) -> SegmentReport:
     report.peak_memory = memory.peak
     report.plan = plan
     report.warnings = [str(w.message) for w in warned]
-    if objects is not None:
+    if objects is not None and job.options.table is not None:
         writers.write_table(objects, job.options.table)
     if job.report_path is not None:
         writers.write_report(report.to_dict(), job.report_path)
@@ -386,6 +499,11 @@ def _execute(job: _Job, timings: dict):
     """Steps 2-5 on a scheduler: build, write (and measure), report."""
     o = job.options
     with contextlib.ExitStack() as stack:
+        if o.stain is not None or o.tissue != "none":
+            # the stain's and tissue's tasks read their blocks; dask's low-level fusion merges the two in
+            # one computation of the run and not in the next, and a cluster then warns of a
+            # changed task under the same key (measured: no slower without the fusion)
+            stack.enter_context(dask.config.set({"optimization.fuse.active": False}))
         client = stack.enter_context(_scheduler(o.scheduler, workers=o.workers,
                                                 threads_per_worker=o.threads_per_worker,
                                                 memory_limit=o.memory_limit,
@@ -404,17 +522,37 @@ def _execute(job: _Job, timings: dict):
         t = time.perf_counter()
         written = _write(job, seg, state, removed)
         timings[f"{o.method}+write"] = time.perf_counter() - t
-        if o.table is not None and written.objects is None:  # resumed: measure what is complete
+        if (o.table or o.geojson) is not None and written.objects is None:
+            # resumed: measure what is complete
             t = time.perf_counter()
             written.objects = _measure.measure(da.from_zarr(written.array),
                                                job.image.rechunk(written.array.chunks),
-                                               spacing=job.sampling)
+                                               spacing=job.physical)
             timings["measure"] = time.perf_counter() - t
         if written.done:
             t = time.perf_counter()
             pyramid.write_levels(writers.label_arrays(job.output))
             timings["pyramid"] = time.perf_counter() - t
-    return _report(job, seg, written, state, timings, tasks.total), written.objects
+        geojson = None
+        if o.geojson is not None:
+            t = time.perf_counter()
+            geojson = _write_geojson(job, written)
+            timings["geojson"] = time.perf_counter() - t
+    report = _report(job, seg, written, state, timings, tasks.total)
+    report.geojson = geojson
+    return report, written.objects
+
+
+def _write_geojson(job: _Job, written: _Written) -> dict:
+    """The objects' polygons, from the labels as written and the table measured with them."""
+    from .geojson import batches, feature_tasks
+
+    o = job.options
+    what = f"{o.stain}_od_mean" if o.stain else "intensity_mean"
+    g, keys = feature_tasks(da.from_zarr(written.array), written.objects,
+                            {"area": "area", what: "intensity_mean"})
+    count = writers.write_geojson(o.geojson, batches(g, keys))
+    return {"path": str(o.geojson), "features": count}
 
 
 def _start_method(*paths) -> str | None:
@@ -438,7 +576,7 @@ def _build(job: _Job, state, timings: dict) -> Segmentation:
                  connectivity=o.connectivity, min_size=o.min_size, classes=o.classes,
                  known_threshold=state.threshold if state is not None else None,
                  known_seeds=Seeds.from_record(seeds) if seeds is not None else None, count=True,
-                 timings=timings)
+                 timings=timings, polarity=o.polarity, tissue=job.tissue)
 
 
 def _create_output(job: _Job, seg: Segmentation, removed):
@@ -447,7 +585,7 @@ def _create_output(job: _Job, seg: Segmentation, removed):
         removed.result()
     writers.prepare_output(job.output, overwrite=job.options.overwrite)
     into = job.options.into_input
-    scale = job.info.scale[-job.image.ndim:] if job.info.scale else job.sampling
+    scale = spatial_scale(job.info, job.axes) or job.sampling
     if into is not None:
         writers.add_to_labels_group(job.input, into)
     writers.create_labels(job.output, shape=seg.labels.shape, chunks=job.chunks,
@@ -473,7 +611,8 @@ def _write(job: _Job, seg: Segmentation, state, removed) -> _Written:
         arrays = writers.label_arrays(job.output)[:1]  # the pyramid is rebuilt afterwards
         done = resume.done_blocks(job.output)
     extra = [x for x in (seg.count_later, seg.class_counts) if x is not None]
-    measure_now = job.options.table is not None and not done
+    measure_now = (job.options.table is not None or job.options.geojson is not None) and \
+        not done
     markers = resume.marker_paths(job.output, [i for i in np.ndindex(*labels.numblocks)
                                                if i not in done])
     # labels used by nothing but their writes: each made inside its write task
@@ -488,7 +627,7 @@ def _write(job: _Job, seg: Segmentation, state, removed) -> _Written:
     if measure_now:
         parts, results = results[-len(roots):], results[:-len(roots)]
         objects = _measure.table_from_parts(parts, _measure.check_properties(None, True),
-                                            labels.ndim, job.sampling, True)
+                                            labels.ndim, job.physical, True)
     count = seg.count
     if seg.count_later is not None:
         count = int(results.pop(0))
@@ -515,7 +654,7 @@ def _report(job: _Job, seg: Segmentation, written: _Written, state, timings,
         undecided_seeds=seeds.undecided if seeds else 0, timings=timings,
         fractions=written.fractions,
         kept_distances=bool(seeds is not None and seeds.held is not None),
-        params=job.params, tasks=tasks,
+        params=job.params, tasks=tasks, found=job.found or None,
         resumed=None if state is None else {"already_written": len(written.done),
                                             "written": nblocks - len(written.done),
                                             "chunks": nblocks},

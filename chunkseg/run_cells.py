@@ -26,7 +26,7 @@ from .cells import cells_from_nuclei, check_connectivity, check_markers
 from .cluster import scheduler as _scheduler
 from .io import readers, resume, store, writers
 from .options import CellsOptions
-from .run import _check_table_output, _image_levels, _options, _processing_chunks
+from .run import _check_table_output, _image_levels, _options, _processing_chunks, spatial_scale
 
 __all__ = ["CellsReport", "COMPARTMENTS", "run_cells"]
 
@@ -175,7 +175,7 @@ def _create(job: _CellsJob, dtype) -> dict:
     o = job.options
     im = job.image
     chunks = tuple(max(c) for c in im.chunks)
-    scale = job.info.scale[-im.ndim:] if job.info.scale else None
+    scale = spatial_scale(job.info, job.axes)
     if job.container is not None:
         writers.prepare_output(job.container, overwrite=o.overwrite)
         writers.create_label_container(job.container, _OUTPUTS, version=job.ngff)

@@ -41,3 +41,15 @@ def test_readme_cells_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out.strip().endswith(" cells with a cytoplasm")
+
+
+def test_readme_brightfield_example_runs(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "polarity" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip().endswith(" dark nuclei")
+    import json
+
+    data = json.loads((tmp_path / "nuclei.geojson").read_text())
+    assert data["features"] and "intensity_mean" in data["features"][0]["properties"]["measurements"]

@@ -91,7 +91,7 @@ def _is_tiff(path: store.Location) -> bool:
         return False
 
 
-def _open_level(path, level: int, missing: str = "error") -> _Level:
+def _open_level(path, level: int, missing: str = "error", approximate: bool = False) -> _Level:
     path = store.location(path)
     if not path.exists():
         raise store.missing(path)
@@ -99,11 +99,25 @@ def _open_level(path, level: int, missing: str = "error") -> _Level:
         if missing not in ("error", "fill"):
             raise InputError(f"`missing_chunks` must be error or fill, got {missing!r}")
         return _open_zarr(path, level, missing)
+    vendor = _slide_vendor(path)
     if _is_tiff(path):
-        return _open_tiff(path, level)
+        # the TIFF slides (SVS, NDPI, SCN, Philips, generic) are read by tifffile: every
+        # level's own pixels (OpenSlide resamples levels whose downsample is not an integer)
+        source = _open_tiff(path, level)
+        if vendor is not None:
+            try:
+                slide = _slide(path.name)
+            except Exception as exc:  # noqa: BLE001 - OpenSlide refuses it: can tifffile read it?
+                _first_tile(source, path, exc)
+            else:
+                _slide_metadata(source.info, slide, vendor, level, "tiff")
+        return source
+    if vendor is not None:
+        return _open_slide(path, level, vendor, approximate)
     raise InputError(
-        f"{path} is not an image chunkseg can read (Zarr, OME-Zarr or TIFF); "
-        "convert it, e.g. with tifffile or bioformats2raw"
+        f"{path} is not an image chunkseg can read (Zarr, OME-Zarr, TIFF or a slide OpenSlide "
+        "opens: SVS, NDPI, MRXS, SCN, Philips TIFF, DICOM); convert it, e.g. with tifffile or "
+        "bioformats2raw"
     )
 
 
@@ -288,6 +302,129 @@ class _ZarrChunks:
                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''} ({hint})") from None
 
 
+def _slide_vendor(path: store.Location) -> str | None:
+    """The slide format OpenSlide finds in a local file (``aperio``, ``hamamatsu``,
+    ``mirax``, ``dicom``...), or None (not a slide, or openslide not installed)."""
+    if not path.local:
+        return None
+    try:
+        import openslide
+    except ImportError:  # pragma: no cover - a dependency; absent only in odd installs
+        return None
+    try:
+        return openslide.OpenSlide.detect_format(path.name)
+    except Exception:  # noqa: BLE001 - not a slide
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _slide(name: str):
+    """One OpenSlide handle per process and slide (opened on a worker's first read)."""
+    import openslide
+
+    return openslide.OpenSlide(name)
+
+
+#: Side of the chunks a slide is read in (OpenSlide reads any region; tiles are 240-1024).
+SLIDE_CHUNK = 2048
+
+
+class _SlideLevel:
+    """A picklable view of one level of an OpenSlide slide as (Y, X, RGB) uint8: a path and
+    a level; reads go through the worker's own handle. Transparent pixels (no scan there)
+    read as white glass."""
+
+    def __init__(self, name: str, level: int, shape, downsample: float):
+        self.name, self.level, self.downsample = name, level, float(downsample)
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 3
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        (y0, y1, _), (x0, x1, _) = (k.indices(n) for k, n in zip(key[:2], self.shape))
+        if y1 <= y0 or x1 <= x0:
+            return np.zeros((max(y1 - y0, 0), max(x1 - x0, 0), 3), np.uint8)[..., key[2]]
+        # level-0 coordinates that land on this level's pixel (x0, y0): ceil, so that the
+        # division OpenSlide makes does not fall a pixel short
+        ds = self.downsample
+        origin = (int(np.ceil(x0 * ds - 1e-9)), int(np.ceil(y0 * ds - 1e-9)))
+        try:
+            rgba = np.asarray(_slide(self.name).read_region(origin, self.level,
+                                                            (x1 - x0, y1 - y0)))
+        except Exception as exc:
+            raise ChunkReadError(f"cannot read the region ({y0}:{y1}, {x0}:{x1}) of level "
+                                 f"{self.level} of {self.name}: {type(exc).__name__}: {exc}") \
+                from None
+        rgb = rgba[..., :3].copy()
+        rgb[rgba[..., 3] == 0] = 255
+        return rgb[..., key[2]]
+
+
+def _open_slide(path: store.Location, level: int, vendor: str, approximate: bool) -> _Level:
+    import openslide
+
+    try:
+        slide = _slide(path.name)
+    except openslide.OpenSlideError as exc:
+        raise InputError(f"{path} is a {vendor} slide OpenSlide cannot open ({exc}); check "
+                         "the file (a copy cut short?)") from None
+    dims = slide.level_dimensions
+    _check_level(level, len(dims), path)
+    ds = float(slide.level_downsamples[level])
+    if not approximate and abs(ds - round(ds)) > 1e-6:
+        integral = [i for i, d in enumerate(slide.level_downsamples) if abs(d - round(d)) <= 1e-6]
+        raise InputError(f"level {level} of {path} is downsampled by {ds:.4f}, not a whole "
+                         "number, and OpenSlide resamples such a level when it reads it; "
+                         f"segment level {', '.join(map(str, integral))}")
+    levels = [(h, w, 3) for w, h in dims]
+    shape = levels[level]
+    reader = _SlideLevel(path.name, level, shape, ds)
+    chunks = da.core.normalize_chunks((SLIDE_CHUNK, SLIDE_CHUNK, 3), shape)
+    x = da.from_array(reader, chunks=chunks, meta=np.empty((0, 0, 0), dtype=np.uint8),
+                      name=f"slide-{store.token(path)}-{level}", inline_array=True)
+    info = ImageInfo(path=str(path), format="", shape=shape, dtype=np.dtype(np.uint8),
+                     chunks=tuple(c[0] for c in chunks), axes="yxs", levels=levels,
+                     channels=["R", "G", "B"])
+    _slide_metadata(info, slide, vendor, level, "openslide")
+    return _Level(x, info)
+
+
+def _first_tile(source: _Level, path, refused: Exception) -> None:
+    """Refuse, before any work, a TIFF that neither OpenSlide nor tifffile can decode."""
+    try:
+        source.array.blocks[(0,) * source.array.ndim].compute(scheduler="sync")
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path} cannot be read: OpenSlide cannot open it ({refused}) and "
+                         f"tifffile cannot decode it ({type(exc).__name__}); convert it "
+                         "again") from None
+
+
+def _slide_metadata(info: ImageInfo, slide, vendor: str, level: int, reader: str) -> None:
+    """The format, and microns per pixel (OpenSlide's ``mpp-x``/``mpp-y``) as the scale."""
+    import openslide
+
+    info.format = f"{vendor} ({reader})"
+    props = slide.properties
+    try:
+        mpp = (float(props[openslide.PROPERTY_NAME_MPP_Y]),
+               float(props[openslide.PROPERTY_NAME_MPP_X]))
+    except (KeyError, ValueError):
+        return
+    spatial = [a for a in info.axes if a in "yx"]
+    if spatial != ["y", "x"] or len(info.levels) != len(slide.level_downsamples):
+        return
+    scales = []
+    for shape in info.levels:
+        h, w = (shape[info.axes.index(a)] for a in "yx")
+        sy, sx = slide.dimensions[1] / h, slide.dimensions[0] / w
+        scales.append(tuple(mpp[0] * sy if a == "y" else mpp[1] * sx if a == "x" else 1.0
+                            for a in info.axes))
+    info.level_scales, info.scale = scales, scales[level]
+    info.units = {"y": "micrometer", "x": "micrometer"}
+
+
 class _TiffLevel:
     """A picklable, lazily opened view of one TIFF level (series 0): a path or a URL."""
 
@@ -397,7 +534,9 @@ def inspect_image(path, *, level: int = 0, storage_options: dict | None = None) 
         return _open_level(path, level).info
 
 
-def _select(x: da.Array, info: ImageInfo, channel) -> tuple[da.Array, str]:
+def _select(x: da.Array, info: ImageInfo, channel, rgb: bool = False) -> tuple[da.Array, str]:
+    """The 2D/3D image of one channel (and time point one), or with ``rgb`` the colour
+    image with its three channels where they are stored; ``axes`` names the axes kept."""
     axes = info.axes
     # a time axis of length one is dropped; longer ones need a choice we do not offer
     if "t" in axes:
@@ -412,6 +551,19 @@ def _select(x: da.Array, info: ImageInfo, channel) -> tuple[da.Array, str]:
     chan_axes = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES]
     if len(chan_axes) > 1:
         raise InputError(f"{info.path} has two channel axes ({axes}); split the channels first")
+    if rgb:
+        n = x.shape[chan_axes[0]] if chan_axes else 1
+        if n != 3 or channel is not None:
+            what = ("RGBA (4 channels)" if n == 4 else f"{n} channel" + ("s" if n != 1 else ""))
+            raise InputError(
+                f"`stain` needs an RGB image (3 channels) and takes all three; {info.path} is "
+                f"{what}" if channel is None else
+                "`stain` uses the three colour channels: drop `channel`")
+        c = chan_axes[0]
+        if x.ndim not in (3, 4):
+            raise InputError(f"{info.path} is {x.ndim - 1}-D ({axes}) with its colours; "
+                             "chunkseg segments 2D (YX) and 3D (ZYX) images")
+        return x, axes  # the colours stay where they are stored (axes names them)
     if chan_axes:
         c = chan_axes[0]
         n = x.shape[c]
@@ -482,11 +634,14 @@ def open_image(path, *, level: int = 0, channel: int | str | None = None,
 
 
 def read_image(path, *, level: int = 0, channel=None, missing_chunks: str = "error",
-               storage_options: dict | None = None) -> OpenedImage:
-    """Like :func:`open_image`, also returning the metadata and the kept axes."""
+               storage_options: dict | None = None, rgb: bool = False,
+               approximate: bool = False) -> OpenedImage:
+    """Like :func:`open_image`, also returning the metadata and the kept axes; with ``rgb``
+    the colour image for a stain. ``approximate``: a slide level OpenSlide resamples is
+    read too (for estimates on a low-resolution level: tissue, stain vectors)."""
     with store.storage_options(storage_options):
-        source = _open_level(path, level, missing_chunks)
-    x, axes = _select(source.array, source.info, channel)
+        source = _open_level(path, level, missing_chunks, approximate)
+    x, axes = _select(source.array, source.info, channel, rgb=rgb)
     return OpenedImage(x, source.info, axes)
 
 

@@ -159,6 +159,32 @@ def create_labels(path, *, shape, chunks, dtype, axes: str, scale=None, units=No
     return arrays[0]
 
 
+def create_image(path, *, shape, chunks, dtype, axes: str, levels: int = 1,
+                 channels: list | None = None):
+    """Create an empty OME-Zarr 0.5 image with ``levels`` levels (Y and X halved per level);
+    returns the group (for test and benchmark images: RGB slides are ``cyx``)."""
+    fmt = ngff.format_of("0.5")
+    shapes = [tuple(shape)]
+    for _ in range(1, levels):
+        shapes.append(tuple(s // 2 if a in "yx" else s for s, a in zip(shapes[-1], axes)))
+    group = zarr.open_group(store.location(path).zarr_store(read_only=False), mode="w",
+                            zarr_format=3)
+    axis_meta = [{"name": a, "type": "channel" if a == "c" else "time" if a == "t" else "space"}
+                 for a in axes]
+    datasets = [{"path": str(lv), "coordinateTransformations": [
+        {"type": "scale", "scale": [float(2**lv) if a in "yx" else 1.0 for a in axes]}]}
+        for lv in range(levels)]
+    entries = {"multiscales": [{"name": "image", "axes": axis_meta, "datasets": datasets}]}
+    if channels is not None:
+        entries["omero"] = {"channels": [{"label": c} for c in channels]}
+    fmt.write(group, **entries)
+    for lv, level_shape in enumerate(shapes):
+        group.create_array(str(lv), shape=level_shape, dtype=dtype, fill_value=0,
+                           chunks=tuple(min(c, s) for c, s in zip(chunks, level_shape)),
+                           dimension_names=list(axes))
+    return group
+
+
 def label_arrays(path, mode: str = "r+") -> list:
     """The arrays of a label group, level 0 first.
 
@@ -256,6 +282,31 @@ def write_mosaic(path, mosaic: np.ndarray, chunks) -> store.Location:
 def write_report(report: dict, path) -> None:
     """The JSON run report."""
     store.location(path).write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def write_geojson(path, parts) -> int:
+    """Write a GeoJSON FeatureCollection from ``parts`` (an iterable of ``(text, n)``: the
+    JSON of ``n`` features, comma-separated), streamed in order: a local file appears under
+    its name only when complete (written beside it, then renamed). Returns the features."""
+    loc = store.location(path)
+    count = 0
+    head, tail = '{"type":"FeatureCollection","features":[\n', "\n]}\n"
+    if loc.local:
+        partial = loc.path.with_name(loc.path.name + ".incomplete")
+        opener = open(partial, "w")
+    else:
+        loc.check_writable()
+        partial, opener = None, loc.fs.open(loc.name, "w")
+    with opener as f:
+        f.write(head)
+        for text, n in parts:
+            if n:
+                f.write((",\n" if count else "") + text)
+                count += n
+        f.write(tail)
+    if partial is not None:
+        os.replace(partial, loc.path)
+    return count
 
 
 _TABLE_FORMATS = (".csv", ".parquet")
