@@ -36,14 +36,20 @@ def chunkseg_otsu(path, workers):
 
 def skimage_pipeline(path, out, min_distance):
     """The classic tutorial pipeline on the whole image (peak_local_max without labels=)."""
-    import scipy.ndimage as ndi
     import zarr
+
+    t0 = time.perf_counter()
+    image = zarr.open_array(path, mode="r")[:]
+    return _whole_image_pipeline(image, out, min_distance, t0)
+
+
+def _whole_image_pipeline(image, out, min_distance, t0):
+    """Otsu, distance, peak_local_max (no labels=), watershed; the labels saved to ``out``."""
+    import scipy.ndimage as ndi
     from skimage.feature import peak_local_max
     from skimage.filters import threshold_otsu
     from skimage.segmentation import watershed
 
-    t0 = time.perf_counter()
-    image = zarr.open_array(path, mode="r")[:]
     mask = image > threshold_otsu(image)
     distance = ndi.distance_transform_edt(mask)
     coords = peak_local_max(distance, min_distance=int(min_distance),
@@ -179,28 +185,14 @@ def chunkseg_cells(directory, out, method, threshold, workers):
 def skimage_he(path, out, min_distance):
     """The whole-image brightfield pipeline: rgb2hed's hematoxylin, then Otsu, distance,
     peak_local_max and watershed, as a pathology notebook runs it."""
-    import scipy.ndimage as ndi
     import zarr
     from skimage.color import rgb2hed
-    from skimage.feature import peak_local_max
-    from skimage.filters import threshold_otsu
-    from skimage.segmentation import watershed
 
     t0 = time.perf_counter()
     rgb = np.moveaxis(zarr.open_array(f"{path}/0", mode="r")[:], 0, -1)
     image = rgb2hed(rgb)[..., 0]
     del rgb
-    mask = image > threshold_otsu(image)
-    distance = ndi.distance_transform_edt(mask)
-    coords = peak_local_max(distance, min_distance=int(min_distance),
-                            footprint=np.ones((3,) * image.ndim), exclude_border=False)
-    markers = np.zeros(image.shape, dtype=np.int32)
-    flat = np.sort(np.ravel_multi_index(tuple(coords.T), image.shape))
-    markers.flat[flat] = np.arange(1, len(flat) + 1)
-    labels = watershed(-distance, markers, mask=mask)
-    elapsed = time.perf_counter() - t0
-    np.save(out, labels.astype(np.uint32))
-    return {"objects": int(len(flat)), "compute_s": elapsed}
+    return _whole_image_pipeline(image, out, min_distance, t0)
 
 
 def chunkseg_he(path, out, min_distance, workers, tissue):

@@ -79,6 +79,13 @@ def _locate_first_nonfinite(x: da.Array) -> tuple[int, ...]:
     return best
 
 
+#: ``(min, max)`` of the float images whose range was computed last, by dask name (a name
+#: is a token of the graph, so the same name is the same pixels): the NaN check of a run
+#: and its threshold then read the image once for both (one pass over it less; a stain's
+#: optical density is computed from the RGB again on every pass)
+_RANGES: dict = {}
+
+
 def image_range(image):
     """Global ``(min, max)`` of ``image`` as scalars of its dtype, in one pass.
 
@@ -86,6 +93,8 @@ def image_range(image):
     where the first one is, for float images that hold any.
     """
     x = _prepare(image)
+    if x.dtype.kind == "f" and x.name in _RANGES:
+        return _RANGES[x.name]
     if x.dtype.kind == "f":
         bad = _graph.summed_partials(x, _hk.count_nonfinite, 1, np.int64)
         lo, hi, nbad = dask.compute(x.min(), x.max(), bad)
@@ -98,7 +107,11 @@ def image_range(image):
             )
     else:
         lo, hi = dask.compute(x.min(), x.max())
-    return x.dtype.type(lo), x.dtype.type(hi)
+        return x.dtype.type(lo), x.dtype.type(hi)
+    while len(_RANGES) >= 8:
+        _RANGES.pop(next(iter(_RANGES)))
+    _RANGES[x.name] = (x.dtype.type(lo), x.dtype.type(hi))
+    return _RANGES[x.name]
 
 
 def image_histogram(image, nbins: int = 256, *, value_range=None):

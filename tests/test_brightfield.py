@@ -46,6 +46,10 @@ def test_stain_equals_rgb2hed_bit_for_bit_at_any_chunking(name):
         x = da.from_array(rgb, chunks=chunks)
         for k, name_ in enumerate(stain.STAINS):
             np.testing.assert_array_equal(stain.separate(x, name_).compute(), ref[..., k])
+    # blocks of one pixel: numpy multiplies a row of one pixel by another path (half of them
+    # differ in the last bit unless the kernel doubles it)
+    corner = da.from_array(rgb[:16, :16], chunks=(1, 1, 3))
+    np.testing.assert_array_equal(stain.separate(corner).compute(), ref[:16, :16, 0])
 
 
 def test_stain_of_other_dtypes_and_custom_vectors_equals_separate_stains():
@@ -413,3 +417,32 @@ def test_cli_rgba_and_unopenable_slides_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "unopenable.tiff" in err
     assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+
+
+def test_local_workers_run_one_blas_thread():
+    # a forked worker keeps this process's OpenBLAS threads, which spin: the stain's matrix
+    # product took 15-40x longer there
+    from chunkseg.cluster import scheduler
+
+    def blas_threads():
+        from threadpoolctl import threadpool_info
+
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    with scheduler("processes", workers=1) as client:
+        (threads,) = client.run(blas_threads).values()
+    assert threads and all(n == 1 for n in threads)
+
+
+def test_a_float_image_is_read_once_for_the_nan_check_and_once_for_the_histogram():
+    image = chunkseg.datasets.synthetic_nuclei((256, 256), seed=1).astype(np.float64) / 7
+    seen = []
+
+    def counted(block):
+        seen.append(block.shape)
+        return block
+
+    x = da.from_array(image, chunks=128).map_blocks(counted, meta=np.empty((0, 0)))
+    _, t = chunkseg.foreground(x)
+    assert t == skimage.filters.threshold_otsu(image)
+    assert len(seen) == 2 * 4  # the range (with the NaN count), then the histogram

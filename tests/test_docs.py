@@ -24,31 +24,30 @@ def test_readme_python_tour_runs(tmp_path, monkeypatch, capsys):
     assert "seeds;" in out and (tmp_path / "labels.zarr").exists()
 
 
-def test_readme_options_example_runs(tmp_path, monkeypatch, capsys):
-    """The Layout section's options example (the one that names SegmentOptions)."""
+def _run_block(naming: str, tmp_path, monkeypatch, capsys) -> str:
+    """Run the README's Python block that contains ``naming``, in ``tmp_path``; its output."""
     text = (ROOT / "README.md").read_text()
-    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "SegmentOptions" in b)
+    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if naming in b)
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
-    out = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_readme_options_example_runs(tmp_path, monkeypatch, capsys):
+    """The Layout section's options example (the one that names SegmentOptions)."""
+    out = _run_block("SegmentOptions", tmp_path, monkeypatch, capsys)
     assert "nothing computed or written: dry run" in out and " objects, threshold " in out
     assert (tmp_path / "objects.csv").exists() and (tmp_path / "labels.zarr").exists()
 
 
 def test_readme_cells_example_runs(tmp_path, monkeypatch, capsys):
-    text = (ROOT / "README.md").read_text()
-    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "seeded_watershed" in b)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
-    assert capsys.readouterr().out.strip().endswith(" cells with a cytoplasm")
+    out = _run_block("seeded_watershed", tmp_path, monkeypatch, capsys)
+    assert out.strip().endswith(" cells with a cytoplasm")
 
 
 def test_readme_brightfield_example_runs(tmp_path, monkeypatch, capsys):
-    text = (ROOT / "README.md").read_text()
-    code = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "polarity" in b)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
-    assert capsys.readouterr().out.strip().endswith(" dark nuclei")
+    out = _run_block("polarity", tmp_path, monkeypatch, capsys)
+    assert out.strip().endswith(" dark nuclei")
     import json
 
     data = json.loads((tmp_path / "nuclei.geojson").read_text())
