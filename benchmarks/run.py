@@ -414,15 +414,15 @@ def case_cells(quick, repeat):
     return rows
 
 
-def _slide(n, tissue, levels):
+def _slide(n, tissue, levels, cell=2048):
     from chunkseg.datasets import write_synthetic_he
 
-    path = OUT / f"he_{n}_t{int(100 * tissue)}.zarr"
+    path = OUT / f"he_{n}_t{int(100 * tissue)}_c{cell}.zarr"
     if not (path / str(levels - 1) / "zarr.json").exists():
         print(f"  generating synthetic H&E {n}x{n} ({100 * tissue:.0f}% tissue) chunk by "
               "chunk ...", flush=True)
         write_synthetic_he(path, (n, n), chunks=(1024, 1024), seed=0, tissue=tissue,
-                           levels=levels)
+                           levels=levels, cell=cell)
     return path
 
 
@@ -452,7 +452,8 @@ def case_tissue(quick, repeat):
 
     n = 8192 if quick else 32768
     levels = 4 if quick else 6
-    path = _slide(n, 0.4, levels)
+    # four pieces of tissue about 5 mm across (at 0.5 um/px) in 16 mm x 16 mm of glass
+    path = _slide(n, 0.4, levels, cell=n // 2)
     auto, none = _alternating_runs(["chunkseg_he", path, OUT / "tissue_auto.zarr", 5, 2, "auto"],
                                    ["chunkseg_he", path, OUT / "tissue_none.zarr", 5, 2, "none"],
                                    repeat)

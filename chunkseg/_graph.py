@@ -82,7 +82,7 @@ def selected(x: da.Array, where: da.Array) -> da.Array:
 
 
 def _values_where(block, where):
-    return block[where]
+    return block.ravel() if where.all() else block[where]
 
 
 def summed_partials(

@@ -228,9 +228,11 @@ def write_synthetic_nuclei(path, shape, *, chunks, seed: int = 0, **kwargs):
 _TISSUE_CELL = 2048
 
 
-def synthetic_tissue(shape, *, region=None, seed: int = 0, fraction: float = 0.4) -> np.ndarray:
-    """Where :func:`synthetic_he` has tissue: one ellipse per 2048-pixel cell of a coarse
-    grid (covering about ``fraction`` of it), the rest glass. ``fraction=1``: all tissue."""
+def synthetic_tissue(shape, *, region=None, seed: int = 0, fraction: float = 0.4,
+                     cell: int = _TISSUE_CELL) -> np.ndarray:
+    """Where :func:`synthetic_he` has tissue: one ellipse per ``cell``-pixel square of a
+    coarse grid (covering about ``fraction`` of it), the rest glass. ``fraction=1``: all
+    tissue. Larger cells leave whole chunks of glass, as a slide's margins do."""
     if region is None:
         region = tuple(slice(0, s) for s in shape)
     start = np.array([r.start for r in region])
@@ -239,21 +241,22 @@ def synthetic_tissue(shape, *, region=None, seed: int = 0, fraction: float = 0.4
         return np.ones(tuple(stop - start), dtype=bool)
     out = np.zeros(tuple(stop - start), dtype=bool)
     radius = np.sqrt(fraction / np.pi)  # of the cell's side, for an ellipse of that area
-    first = np.maximum(start // _TISSUE_CELL - 1, 0)
-    last = (stop - 1) // _TISSUE_CELL + 1
+    first = np.maximum(start // cell - 1, 0)
+    last = (stop - 1) // cell + 1
     grids = np.ogrid[tuple(slice(a, b) for a, b in zip(start, stop))]
-    for cell in np.ndindex(*(last - first + 1)):
-        cell = np.asarray(cell) + first
-        rng = np.random.default_rng([seed, *cell.tolist(), 11])
-        centre = (cell + rng.uniform(0.35, 0.65, size=2)) * _TISSUE_CELL
-        axes = radius * _TISSUE_CELL * rng.uniform(0.8, 1.25, size=2)
-        axes[1] = (radius * _TISSUE_CELL) ** 2 / axes[0]  # keep the area
+    for square in np.ndindex(*(last - first + 1)):
+        square = np.asarray(square) + first
+        rng = np.random.default_rng([seed, *square.tolist(), 11])
+        centre = (square + rng.uniform(0.35, 0.65, size=2)) * cell
+        axes = radius * cell * rng.uniform(0.8, 1.25, size=2)
+        axes[1] = (radius * cell) ** 2 / axes[0]  # keep the area
         q = sum(((g + 0.5 - c) / a) ** 2 for g, c, a in zip(grids, centre, axes))
         out |= q <= 1
     return out
 
 
-def synthetic_he(shape, *, region=None, seed: int = 0, tissue: float = 0.4) -> np.ndarray:
+def synthetic_he(shape, *, region=None, seed: int = 0, tissue: float = 0.4,
+                 cell: int = _TISSUE_CELL) -> np.ndarray:
     """A brightfield H&E-like RGB image (uint8, channels last): hematoxylin nuclei
     (:func:`synthetic_nuclei`) in eosin-stained tissue pieces on white glass, composed with
     ``skimage.color.combine_stains`` and the Ruifrok-Johnston vectors. ``tissue``: the
@@ -262,7 +265,7 @@ def synthetic_he(shape, *, region=None, seed: int = 0, tissue: float = 0.4) -> n
 
     if region is None:
         region = tuple(slice(0, s) for s in shape)
-    inside = synthetic_tissue(shape, region=region, seed=seed, fraction=tissue)
+    inside = synthetic_tissue(shape, region=region, seed=seed, fraction=tissue, cell=cell)
     nuclei = synthetic_nuclei(shape, region=region, seed=seed).astype(np.float32) \
         if inside.any() else np.zeros(inside.shape, np.float32)
     start = [r.start for r in region]
@@ -276,7 +279,7 @@ def synthetic_he(shape, *, region=None, seed: int = 0, tissue: float = 0.4) -> n
 
 
 def write_synthetic_he(path, shape, *, chunks, seed: int = 0, tissue: float = 0.4,
-                       levels: int = 1):
+                       levels: int = 1, cell: int = _TISSUE_CELL):
     """Write :func:`synthetic_he` (``shape`` is Y, X) chunk by chunk into a new OME-Zarr
     image with axes ``cyx`` (chunks of all three channels), and ``levels`` pyramid levels,
     each the 2x2 mean of the last. Returns the path."""
@@ -295,7 +298,7 @@ def write_synthetic_he(path, shape, *, chunks, seed: int = 0, tissue: float = 0.
     def write(origin):
         region = tuple(slice(o, min(o + c, s)) for o, c, s in zip(origin, chunks, shape))
         z[(slice(None), *region)] = np.moveaxis(
-            synthetic_he(shape, region=region, seed=seed, tissue=tissue), -1, 0)
+            synthetic_he(shape, region=region, seed=seed, tissue=tissue, cell=cell), -1, 0)
 
     grid = [range(0, s, c) for s, c in zip(shape, chunks)]
     dask.compute(*[dask.delayed(write)(o) for o in itertools.product(*grid)])

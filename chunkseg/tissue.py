@@ -48,22 +48,25 @@ class Tissue:
     how: dict
 
     def blocks(self, shape, chunks) -> np.ndarray:
-        """Per chunk of ``chunks``, whether it holds any tissue (no pixel of the image read)."""
+        """Per chunk of ``chunks``: 0 without tissue, 1 partly tissue, 2 all tissue (no
+        pixel of the image read)."""
         if isinstance(self.mask, da.Array):
             m = self.mask.rechunk(chunks)
-            return m.map_blocks(_any_block, dtype=bool,
+            return m.map_blocks(_coverage, dtype=np.uint8,
                                 chunks=tuple((1,) * len(c) for c in m.chunks)).compute()
         starts = [np.cumsum((0,) + tuple(c)) for c in chunks]
-        grid = np.zeros(tuple(len(c) for c in chunks), dtype=bool)
+        grid = np.zeros(tuple(len(c) for c in chunks), dtype=np.uint8)
         for idx in np.ndindex(*grid.shape):
             region = tuple(slice(int(s[i]) * lo // n, (int(s[i + 1]) - 1) * lo // n + 1)
                            for s, i, lo, n in zip(starts, idx, self.mask.shape, shape))
-            grid[idx] = bool(self.mask[region].any())
+            grid[idx] = _coverage(self.mask[region]).item()
         return grid
 
 
-def _any_block(block):
-    return np.array(block.any()).reshape((1,) * block.ndim)
+def _coverage(block):
+    """0 (no tissue), 1 (some) or 2 (all), shaped like a block of one element."""
+    value = 2 if block.all() else int(block.any())
+    return np.array(value, dtype=np.uint8).reshape((1,) * block.ndim)
 
 
 def pick_level(shapes: list) -> int:
@@ -144,7 +147,7 @@ def restrict(image: da.Array, tissue: Tissue, polarity: str = "bright"):
     value, the chunks without tissue never read; the tissue mask at full resolution; and
     the number of chunks skipped. One hand-built layer (its keys never fuse differently
     from one computation to the next), the low-resolution mask in it once."""
-    keep = tissue.blocks(image.shape, image.chunks)
+    cover = tissue.blocks(image.shape, image.chunks)
     fill = background_value(image.dtype, polarity)
     given = isinstance(tissue.mask, da.Array)
     if given:
@@ -155,13 +158,24 @@ def restrict(image: da.Array, tissue: Tissue, polarity: str = "bright"):
     g = _graph.Graph("tissue", image, *([full] if given else []))
     low = None if given else g.shared("low", tissue.mask)
     for idx, region in _regions(image.chunks):
-        mask = (full.name, *idx) if given else \
-            g.task("mask", idx, _upsampled, low, region=region, full=tuple(image.shape))
-        if keep[idx]:
+        shape = tuple(b - a for a, b in region)
+        if given:
+            mask = (full.name, *idx)
+        elif cover[idx] == 1:
+            mask = g.task("mask", idx, _upsampled, low, region=region, full=tuple(image.shape))
+        else:  # a chunk all glass or all tissue: its mask is a constant
+            mask = g.task("mask", idx, np.full, shape=shape, fill_value=bool(cover[idx]),
+                          dtype=bool)
+        if cover[idx] == 2:
+            g.task("image", idx, _same, (image.name, *idx))
+        elif cover[idx] == 1:
             g.task("image", idx, _in_tissue, (image.name, *idx), mask, fill=fill)
         else:
-            g.task("image", idx, np.full, shape=tuple(b - a for a, b in region),
-                   fill_value=fill, dtype=image.dtype)
+            g.task("image", idx, np.full, shape=shape, fill_value=fill, dtype=image.dtype)
     restricted = g.array("image", image.chunks, image.dtype)
     return restricted, full if given else g.array("mask", image.chunks, bool), \
-        int((~keep).sum())
+        int((cover == 0).sum())
+
+
+def _same(block):
+    return block

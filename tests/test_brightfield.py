@@ -172,6 +172,7 @@ def test_detected_tissue_covers_the_tissue_and_leaves_the_glass():
 def test_upsampled_mask_is_nearest_neighbour_and_blocks_agree():
     rng = np.random.default_rng(0)
     low = rng.random((13, 17)) > 0.7
+    low[:6, :8], low[8:, 9:] = True, False  # chunks all tissue, chunks all glass
     shape, chunks = (101, 150), (30, 40)
     up = tissue.upsample(low, shape, chunks).compute()
     yy, xx = np.meshgrid(np.arange(shape[0]) * 13 // 101, np.arange(shape[1]) * 17 // 150,
@@ -180,8 +181,15 @@ def test_upsampled_mask_is_nearest_neighbour_and_blocks_agree():
     t = tissue.Tissue(low, {})
     blocks = t.blocks(shape, da.zeros(shape, chunks=chunks).chunks)
     expected = da.from_array(up, chunks=chunks).map_blocks(
-        lambda b: np.array(b.any()).reshape(1, 1), chunks=(1, 1)).compute()
+        lambda b: np.array(2 if b.all() else int(b.any())).reshape(1, 1), chunks=(1, 1),
+        dtype=np.uint8).compute()
     np.testing.assert_array_equal(blocks, expected)
+    assert {0, 1, 2} <= set(np.unique(blocks).tolist())
+    image = rng.integers(1, 255, shape, dtype=np.uint8)
+    restricted, mask, skipped = tissue.restrict(da.from_array(image, chunks=chunks), t, "dark")
+    np.testing.assert_array_equal(mask.compute(), up)
+    np.testing.assert_array_equal(restricted.compute(), np.where(up, image, 255))
+    assert skipped == int((blocks == 0).sum())
 
 
 def _slide(tmp_path, shape=(2048, 3072), tissue_fraction=0.4, levels=4):
