@@ -565,10 +565,11 @@ def _checked_image(image) -> da.Array:
     return x
 
 
-def _filtered_image(image, smooth, background) -> da.Array:
-    """The checked image (NaN/inf refused with count and place), pre-filtered."""
+def _filtered_image(image, smooth, background, *, check: bool = True) -> da.Array:
+    """The checked image (NaN/inf refused with count and place), pre-filtered. ``check``
+    False: the caller checks the pixels it uses (the tissue's)."""
     x = _checked_image(image)
-    if x.dtype.kind == "f":
+    if x.dtype.kind == "f" and check:
         image_range(x)  # refuses NaN/inf with their count and location
     return prefilter(x, smooth=smooth, background=background)
 
@@ -609,13 +610,16 @@ def _foreground(image, threshold, smooth, background, *, pending: bool, polarity
     back still being computed: a persisted 0-d dask array (see
     :func:`chunkseg.threshold.pending_threshold`; :func:`threshold_value` reads it)."""
     spec = parse_threshold(threshold)
-    x = _filtered_image(image, smooth, background)
+    local = isinstance(spec, tuple)
+    x = _filtered_image(image, smooth, background, check=tissue is None or local)
     tissue = _tissue_of(x, tissue)
-    if isinstance(spec, tuple):
+    if local:
         _, block, offset, method = spec
         mask = _side(x, threshold_local(x, block, method, offset=offset), polarity)
         return _within(mask, tissue), spec
     counted = x if tissue is None else _graph.selected(x, tissue)
+    if tissue is not None and counted.dtype.kind == "f":
+        image_range(counted)  # the NaN check of the tissue's pixels, and their range (kept)
     t = pending_threshold(counted, spec) if pending and isinstance(spec, str) else None
     if t is not None:
         (t,) = dask.persist(t)  # on a cluster: returns at once, computed there

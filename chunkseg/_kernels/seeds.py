@@ -259,6 +259,12 @@ def seed_block(mask: np.ndarray, *, start, image_shape, core, min_distance: int,
         watershed pass need not recompute them.
     """
     ndim = mask.ndim
+    if not mask.any():  # all background (glass): every level is 0 and proven, no candidate
+        levels = None
+        if keep_distances:
+            levels = np.zeros(tuple(sl.stop - sl.start for sl in core),
+                              dtype=level_dtype(0.0, sampling))
+        return SeedBlock(ok=True, max_level=0.0, levels=levels)
     cuts = [
         (start[a] > 0, start[a] + mask.shape[a] < image_shape[a]) for a in range(ndim)
     ]

@@ -59,6 +59,8 @@ def flood_block(mask, *, start, image_shape, core, seed_coords, seed_ids, sampli
     pass); otherwise they are computed here and trusted only where proven.
     """
     ndim = mask.ndim
+    if not mask[core].any():  # no foreground in the chunk (glass): nothing to flood there
+        return np.zeros(tuple(sl.stop - sl.start for sl in core), dtype=dtype)
     cuts = [(start[a] > 0, start[a] + mask.shape[a] < image_shape[a]) for a in range(ndim)]
     if levels is None:
         lv = _dist.levels(mask, sampling)
