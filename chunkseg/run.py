@@ -545,13 +545,13 @@ def _execute(job: _Job, timings: dict):
 
 def _write_geojson(job: _Job, written: _Written) -> dict:
     """The objects' polygons, from the labels as written and the table measured with them."""
-    from .geojson import batches, feature_tasks
+    from .geojson import to_geojson
 
     o = job.options
     what = f"{o.stain}_od_mean" if o.stain else "intensity_mean"
-    g, keys = feature_tasks(da.from_zarr(written.array), written.objects,
-                            {"area": "area", what: "intensity_mean"})
-    count = writers.write_geojson(o.geojson, batches(g, keys))
+    # the path was checked in the open step (refused there if it existed)
+    count = to_geojson(da.from_zarr(written.array), o.geojson, table=written.objects,
+                       measurements={"area": "area", what: "intensity_mean"}, overwrite=True)
     return {"path": str(o.geojson), "features": count}
 
 

@@ -102,8 +102,7 @@ def separate(rgb, stain: str = "hematoxylin", *, conv=None, channel_axis: int = 
     conv = stain_matrix() if conv is None else np.asarray(conv, dtype=np.float64)
     x = rgb if isinstance(rgb, da.Array) else da.from_array(np.asarray(rgb), chunks="auto")
     axis = channel_axis % x.ndim if x.ndim else 0
-    check_rgb(np.moveaxis(np.empty(x.shape, dtype=[]), axis, -1).shape if x.ndim else x.shape,
-              x.dtype)
+    check_rgb(x.shape[:axis] + x.shape[axis + 1:] + x.shape[axis:axis + 1], x.dtype)
     if len(x.chunks[axis]) > 1:
         x = x.rechunk({axis: 3})
     # one hand-built layer straight on the blocks read: its keys are the same tasks in every
