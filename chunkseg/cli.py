@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_threshold, parser=p)
 
     p = sub.add_parser("segment", help="segment nuclei into an OME-Zarr label image")
-    p.add_argument("input", metavar="INPUT")
+    p.add_argument("input", metavar="INPUT",
+                   help="the image; or a quoted glob ('t*.tif') of one file per time point, "
+                        "with --time")
     p.add_argument("output", metavar="OUTPUT", nargs="?", default=None)
     p.add_argument("--into-input", default=None, metavar="NAME",
                    help="write the labels into the OME-Zarr INPUT as labels/NAME (no OUTPUT)")
@@ -261,6 +263,14 @@ def _add_segment_options(p) -> None:
                    help="print the plan (chunks, halo, tasks, memory per worker); compute nothing")
     p.add_argument("--table", default=None, metavar="OBJECTS.csv|.parquet",
                    help="also measure every object (regionprops names) into this table")
+    p.add_argument("--measure-channels", default=None, metavar="all|NAME,...",
+                   help="the channels whose intensities go into --table "
+                        "(intensity_mean-NAME ...), read in the same pass as the labels")
+    p.add_argument("--time", default=None, metavar="all|T|A:B",
+                   help="a time series: segment each picked time point on its own, in one run "
+                        "(A:B is half-open, as Python's; T alone: that time point, no t axis)")
+    p.add_argument("--threshold-scope", default="time", choices=["time", "series"],
+                   help="with --time: a threshold per time point (default) or one over all")
 
 
 def cmd_info(args) -> int:

@@ -224,6 +224,39 @@ def write_synthetic_nuclei(path, shape, *, chunks, seed: int = 0, **kwargs):
     return path
 
 
+def write_synthetic_series(path, shape, *, chunks, channels: int = 1, seed: int = 0,
+                           names: list | None = None, scale=None, units: dict | None = None,
+                           **kwargs):
+    """Write a time series of :func:`synthetic_nuclei` as an OME-Zarr 0.5 image, axes
+    ``tczyx`` (``tcyx`` for 2D): ``shape`` is (T, Z, Y, X) or (T, Y, X), time point ``t``
+    drawn with seed ``seed + t``; channel 0 holds the nuclei, channel ``k`` other nuclei
+    (seed offset ``1000 k``, so intensities differ per channel). ``chunks``: spatial.
+    ``names``: the channels' labels. Chunk by chunk; returns the path."""
+    import itertools
+
+    import dask
+
+    from .io import writers
+
+    shape, chunks = tuple(shape), tuple(chunks)
+    spatial = shape[1:]
+    axes = "tc" + "zyx"[-len(spatial):]
+    full = (shape[0], channels) + spatial
+    group = writers.create_image(path, shape=full, chunks=(1, 1) + chunks, dtype=np.uint8,
+                                 axes=axes, channels=names, scale=scale, units=units)
+    z = group["0"]
+
+    def write(t, c, origin):
+        region = tuple(slice(o, min(o + n, s)) for o, n, s in zip(origin, chunks, spatial))
+        z[(t, c) + region] = synthetic_nuclei(spatial, region=region, seed=seed + t + 1000 * c,
+                                              **kwargs)
+
+    grid = [range(0, s, c) for s, c in zip(spatial, chunks)]
+    dask.compute(*[dask.delayed(write)(t, c, o) for t in range(shape[0])
+                   for c in range(channels) for o in itertools.product(*grid)])
+    return Path(path)
+
+
 #: Side of the cells of the coarse grid on which :func:`synthetic_he` places tissue pieces.
 _TISSUE_CELL = 2048
 

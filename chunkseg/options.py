@@ -71,6 +71,58 @@ def _check_spacing(spacing):
     return values
 
 
+def check_time(time):
+    """None, ``"all"``, a time point ``T`` or ``"A:B"`` (half-open, either end optional, as
+    Python's slices; also a ``slice``): None, "all", an int or a ``(start, stop)`` pair."""
+    if time is None or (isinstance(time, str) and time == "all"):
+        return time
+    if isinstance(time, slice):
+        if time.step not in (None, 1):
+            raise InputError(f"`time` takes A:B without a step, got {time!r}")
+        time = (time.start, time.stop)
+    elif isinstance(time, str) and time.strip().lstrip("-").isdigit():
+        time = int(time)
+    elif isinstance(time, str) and time.count(":") == 1:
+        try:
+            time = tuple(int(v) if v.strip() else None for v in time.split(":"))
+        except ValueError:
+            time = None
+        if time is None:
+            raise InputError("`time` must be all, a time point T or A:B (integers)") from None
+    if isinstance(time, (int, np.integer)) and not isinstance(time, bool):
+        if time < 0:
+            raise InputError(f"`time` must be all, a time point T >= 0 or A:B, got {time}")
+        return int(time)
+    if isinstance(time, (tuple, list)) and len(time) == 2 and all(
+            v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0)
+            for v in time):
+        return tuple(None if v is None else int(v) for v in time)
+    raise InputError(f"`time` must be all, a time point T or A:B (integers >= 0), got {time!r}")
+
+
+def time_record(time):
+    """``time`` as the run report and the resume check keep it."""
+    if isinstance(time, tuple):
+        return ":".join("" if v is None else str(v) for v in time)
+    return time
+
+
+def check_channels(channels):
+    """None, ``"all"``, or channel names / indices (a list, or ``"A,B"``): a tuple."""
+    if channels is None or (isinstance(channels, str) and channels == "all"):
+        return channels
+    if isinstance(channels, str):
+        channels = [c.strip() for c in channels.split(",")]
+    if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
+        channels = [int(channels)]
+    if not isinstance(channels, (list, tuple)) or not channels or any(
+            isinstance(c, bool) or not isinstance(c, (str, int, np.integer)) or c == ""
+            for c in channels):
+        raise InputError(f"`measure_channels` must be all or channel names/indices like "
+                         f"DNA,Actin or 0,2, got {channels!r}")
+    return tuple(int(c) if isinstance(c, (int, np.integer)) else c for c in channels)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Common:
     """Options every command has: where it computes, and whether it may replace output."""
@@ -160,10 +212,36 @@ class SegmentOptions(_Run):
     tissue: str | None = "none"
     #: a GeoJSON FeatureCollection of the objects' polygons (QuPath detections)
     geojson: str | None = None
+    #: the time points of a series: "all", T, "A:B" (each segmented on its own), or None
+    time: object = None
+    #: a threshold per time point ("time") or one over all the selected ones ("series")
+    threshold_scope: str = "time"
+    #: the channels whose intensities go into the table ("all" or names/indices)
+    measure_channels: object = None
 
     def __post_init__(self):
         super().__post_init__()
         from .segment import check_polarity
+
+        self._set(time=check_time(self.time),
+                  measure_channels=check_channels(self.measure_channels))
+        if self.threshold_scope not in ("time", "series"):
+            raise InputError(f"`threshold_scope` must be time (a threshold per time point) or "
+                             f"series (one over all of them), got {self.threshold_scope!r}")
+        if self.threshold_scope == "series" and not (self.time == "all"
+                                                     or isinstance(self.time, tuple)):
+            raise InputError("`threshold_scope` series needs the time points of a series: "
+                             "give `time` all or A:B")
+        if self.measure_channels is not None and self.table is None:
+            raise InputError("`measure_channels` puts channels in the table: give `table`")
+        series = self.time is not None and not isinstance(self.time, int)
+        for name in ("stain", "geojson", "into_input"):
+            if series and getattr(self, name) is not None:
+                raise InputError(f"`{name}` works on one image, not on a time series: pick one "
+                                 "time point with `time` T")
+        if series and self.tissue not in (None, "none"):
+            raise InputError("`tissue` works on one slide, not on a time series: pick one "
+                             "time point with `time` T")
 
         check_polarity(self.polarity)
         if self.stain is not None:
@@ -220,6 +298,7 @@ class SegmentOptions(_Run):
             "halo": self.halo, "chunks": list(chunks),
             "polarity": self.polarity, "stain": self.stain,
             "stain_vectors": _vectors_record(self.stain_vectors), "tissue": self.tissue,
+            "time": time_record(self.time), "threshold_scope": self.threshold_scope,
         }
 
 

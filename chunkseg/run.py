@@ -33,7 +33,8 @@ from .cluster import scheduler as _scheduler
 from .filters import describe_threshold
 from .io import readers, resume, store, writers
 from .options import CompareOptions, MeasureOptions, SegmentOptions
-from .segment import Seeds, Segmentation, build, distances_bytes, keeps_distances, watershed_halo
+from .segment import (Seeds, Segmentation, build, distances_bytes, keeps_distances,
+                      series_threshold, watershed_halo)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ class SegmentReport:
     found: dict | None = None
     #: the GeoJSON written (path and feature count)
     geojson: dict | None = None
+    #: a time series: per time point its index, objects, threshold (and class fractions)
+    series: list | None = None
+    #: the object table written: path, rows, parts (1: one file; more: a Parquet dataset)
+    table: dict | None = None
 
     def to_dict(self) -> dict:
         """The JSON run report: parameters, versions, results, timings, memory, chunks."""
@@ -102,6 +107,8 @@ class SegmentReport:
             "stain": (self.found or {}).get("stain"),
             "tissue": (self.found or {}).get("tissue"),
             "geojson": self.geojson,
+            "time_points": self.series,
+            "table": self.table,
         }
         if self.plan is not None:
             out["plan"] = self.plan.to_dict()
@@ -128,6 +135,8 @@ class SegmentReport:
                      f"({100 * tissue['chunks_skipped'] / tissue['chunks']:.0f}%, not read)")
         if self.geojson:
             tail += f"; {self.geojson['features']} polygons -> {self.geojson['path']}"
+        if self.series is not None:
+            return self._series_summary(tail)
         if self.method == "threshold":
             if len(self.fractions) == 2:
                 what = f"foreground {100 * self.fractions[1]:.2f}%"
@@ -135,6 +144,24 @@ class SegmentReport:
                 what = "classes " + ", ".join(f"{k}: {100 * f:.2f}%" for k, f in enumerate(self.fractions))
             return f"{what}, threshold {self._threshold_text()}, {tail}"
         return f"{self.objects} objects, threshold {self._threshold_text()}, {tail}"
+
+    def _series_summary(self, tail: str) -> str:
+        n = len(self.series)
+        values = [np.atleast_1d(np.asarray(p["threshold"], dtype=float))
+                  for p in self.series if not isinstance(p["threshold"], str)]
+        if not values:
+            what = f"threshold {self.series[0]['threshold']}"
+        elif all(np.array_equal(v, values[0]) for v in values):
+            what = "threshold " + " ".join(f"{v:.6g}" for v in values[0]) + " (all)"
+        else:
+            first = [v[0] for v in values]
+            what = f"thresholds {min(first):.6g}..{max(first):.6g}"
+        if self.method == "threshold":
+            fg = [100 * (1 - p["fractions"][0]) for p in self.series]
+            return f"{n} time points: foreground {min(fg):.2f}..{max(fg):.2f}%, {what}, {tail}"
+        counts = [p["objects"] for p in self.series]
+        return (f"{n} time points: {self.objects} objects ({min(counts)}..{max(counts)} per "
+                f"time point), {what}, {tail}")
 
 
 def _versions() -> dict:
@@ -199,12 +226,13 @@ class Plan:
 
 
 def make_plan(image, *, method, halo, min_distance, footprint, sampling, scheduler, workers,
-              threads_per_worker, output) -> Plan:
-    """Shapes, chunks, halo, task count and memory per worker of a run, computing nothing."""
+              threads_per_worker, output, series: int = 1) -> Plan:
+    """Shapes, chunks, halo, task count and memory per worker of a run, computing nothing.
+    ``series``: ``image`` is one of that many time points, each segmented alike."""
     import os
 
     chunks = tuple(max(c) for c in image.chunks)
-    nchunks = int(np.prod(image.numblocks))
+    nchunks = int(np.prod(image.numblocks)) * series
     if method == "watershed":
         if halo == "auto":
             # the seed pass measures the largest distance; until then assume objects of
@@ -218,7 +246,7 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
         h, note = (1,) * image.ndim, "one plane of each neighbour"
     else:
         h, note = (0,) * image.ndim, "none needed"
-    input_tasks = len(image.__dask_graph__())
+    input_tasks = len(image.__dask_graph__()) * series
     # neighbours in one memory are used whole; across the seams of the workers'
     # bands (chunkseg._graph.band) they send faces: about a row of chunks each
     # side; without placement (chunkseg.placement: false) every chunk sends them
@@ -228,7 +256,7 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
         bands = workers or os.cpu_count() or 1
     else:
         bands = None
-    row = nchunks // image.numblocks[0]
+    row = nchunks // (image.numblocks[0] * series)
     sending = nchunks if bands is None else min(nchunks, 2 * (bands - 1) * row)
     tasks = input_tasks + _TASKS_PER_CHUNK[method] * nchunks + _FACE_TASKS.get(method, 0) * sending
     if bands is None:
@@ -241,10 +269,11 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     else:
         threads, nproc = threads_per_worker, nworkers
     # pass 1's distances stay in the workers for pass 2 when they fit (find_seeds)
-    kept = method == "watershed" and keeps_distances(image.shape, sampling)
+    whole = ((series,) if series > 1 else ()) + tuple(image.shape)
+    kept = method == "watershed" and keeps_distances(whole, sampling)
     memory = _WORKER_BASE + threads * per_thread + \
-        (distances_bytes(image.shape, sampling) / nproc if kept else 0)
-    return Plan(shape=tuple(image.shape), dtype=str(image.dtype), chunks=chunks,
+        (distances_bytes(whole, sampling) / nproc if kept else 0)
+    return Plan(shape=whole, dtype=str(image.dtype), chunks=chunks,
                 chunk_count=nchunks, method=method, halo=tuple(int(v) for v in h), halo_note=note,
                 tasks=int(tasks), workers=nproc, threads_per_worker=threads,
                 memory_per_worker=int(memory), output=str(output), kept_distances=kept)
@@ -279,10 +308,19 @@ class _Job:
     tissue: da.Array | None = None
     #: how the stain and the tissue were found, for the report (``stain``, ``tissue``)
     found: dict = dataclasses.field(default_factory=dict)
+    #: a time series (``image`` has the ``t`` axis first): the input's index of each time point
+    times: list | None = None
+    #: the channels the table measures, last (``measure_channels``), and their names
+    measured: da.Array | None = None
+    channel_names: list | None = None
 
     @property
     def chunks(self) -> tuple:
         return tuple(max(c) for c in self.image.chunks)
+
+    @property
+    def spatial_axes(self) -> str:
+        return self.axes[1:] if self.times is not None else self.axes
 
     @property
     def physical(self):
@@ -290,7 +328,17 @@ class _Job:
         own scale where its metadata gives units (a slide's microns per pixel)."""
         if self.sampling is not None or not self.info.units:
             return self.sampling
-        return spatial_scale(self.info, self.axes)
+        return spatial_scale(self.info, self.spatial_axes)
+
+    def images(self) -> list:
+        """The image of each time point (one: the image)."""
+        return [self.image] if self.times is None else [self.image[i] for i in range(len(self.times))]
+
+    def intensities(self, i: int) -> da.Array:
+        """What the table measures at time point ``i``: the segmented image, or the
+        ``measure_channels`` last."""
+        x = self.measured if self.measured is not None else self.image
+        return x if self.times is None else x[i]
 
 
 def spatial_scale(info, axes: str):
@@ -305,21 +353,33 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
     t0 = time.perf_counter()
     rgb = opts.stain is not None
     opened = readers.read_image(input, level=opts.level, channel=opts.channel,
-                                missing_chunks=opts.missing_chunks, rgb=rgb)
+                                missing_chunks=opts.missing_chunks, rgb=rgb, time=opts.time)
     image, info = opened.array, opened.info
+    series = opened.axes.startswith("t")
+    inputs = readers.series_paths(input) or [input]
+    times = readers.time_points(opts.time, info.shape[info.axes.index("t")], input) \
+        if series else None
     found = {}
     if rgb:
         image, found["stain"] = _stained(input, opened, opts)
         opened = dataclasses.replace(opened, axes=opened.axes.replace("c", "").replace("s", ""))
-    image = _processing_chunks(image, opts.chunks)
+    image = _processing_chunks(image, opts.chunks, series)
     tissue_mask = None
     if opts.tissue != "none":
         image, tissue_mask, found["tissue"] = _in_tissue(input, opened, image, opts)
-    sampling = check_sampling(opts.spacing, image.ndim, name="spacing")
+    sampling = check_sampling(opts.spacing, image.ndim - series, name="spacing")
+    measured, names = None, None
+    if opts.measure_channels is not None:
+        measured, names = readers.channels_last(input, channels=opts.measure_channels,
+                                                level=opts.level, time=opts.time,
+                                                missing_chunks=opts.missing_chunks)
     ngff, image_levels = "0.5", None
     if opts.into_input is not None:
         if output is not None:
             raise InputError("give either `output` or `into_input`, not both")
+        if series and len(times) != info.shape[info.axes.index("t")]:
+            raise InputError("`into_input` labels every time point of the image: give `time` "
+                             "all (or write the time points picked to an `output`)")
         output, ngff = writers.labels_target(input, opts.into_input, image_format=info.format,
                                              level=opts.level, overwrite=opts.overwrite,
                                              resume=opts.resume)
@@ -328,13 +388,13 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
     elif output is None:
         raise InputError("give an `output` path (or `into_input` for an OME-Zarr input)")
     else:
-        writers.check_output_path(output, [input])
+        writers.check_output_path(output, inputs)
     output = store.location(output)
     writers.refuse_existing(output, "output", overwrite=opts.overwrite, resume=opts.resume)
     if opts.table is not None:
-        _check_table_output(opts.table, opts.overwrite, [input, output])
+        _check_table_output(opts.table, opts.overwrite, [*inputs, output])
     if opts.geojson is not None:
-        writers.check_output_path(opts.geojson, [input, output])
+        writers.check_output_path(opts.geojson, [*inputs, output])
         writers.refuse_existing(opts.geojson, "geojson", overwrite=opts.overwrite)
     report_path = None if opts.report is False else store.location(opts.report or
                                                                   f"{output}.report.json")
@@ -349,7 +409,8 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
         params["stain_matrix"] = found["stain"]["matrix"]
     return _Job(input=input, output=output, options=opts, image=image, info=info,
                 axes=opened.axes, sampling=sampling, ngff=ngff, report_path=report_path,
-                params=params, image_levels=image_levels, tissue=tissue_mask, found=found)
+                params=params, image_levels=image_levels, tissue=tissue_mask, found=found,
+                times=times, measured=measured, channel_names=names)
 
 
 def _low_resolution(input, opened, opts, rgb: bool):
@@ -420,24 +481,28 @@ def _in_tissue(input, opened, image, opts):
     return restricted, full, found.how
 
 
-def _processing_chunks(image: da.Array, chunks) -> da.Array:
-    """``image`` in the processing ``chunks`` (one size for every axis, or one per axis)."""
+def _processing_chunks(image: da.Array, chunks, series: bool = False) -> da.Array:
+    """``image`` in the processing ``chunks`` (one size for every axis, or one per axis);
+    a ``series`` (``t`` first) in chunks of one time point."""
+    ndim = image.ndim - series
     if chunks is None:
-        return image
+        return image.rechunk({0: 1}) if series else image
     if len(chunks) == 1:
-        chunks = chunks * image.ndim
-    if len(chunks) != image.ndim:
-        raise InputError(f"`chunks` must be {image.ndim} positive integers (or one), got "
+        chunks = chunks * ndim
+    if len(chunks) != ndim:
+        raise InputError(f"`chunks` must be {ndim} positive integers (or one), got "
                          f"{chunks}")
-    return image.rechunk(chunks)
+    return image.rechunk(((1,) if series else ()) + tuple(chunks))
 
 
 def _plan(job: _Job) -> Plan:
     o = job.options
-    return make_plan(job.image, method=o.method, halo=o.halo, min_distance=o.min_distance,
-                     footprint=o.footprint, sampling=job.sampling, scheduler=o.scheduler,
-                     workers=o.workers, threads_per_worker=o.threads_per_worker,
-                     output=job.output)
+    series = job.times is not None
+    return make_plan(job.image[0] if series else job.image, method=o.method, halo=o.halo,
+                     min_distance=o.min_distance, footprint=o.footprint, sampling=job.sampling,
+                     scheduler=o.scheduler, workers=o.workers,
+                     threads_per_worker=o.threads_per_worker, output=job.output,
+                     series=len(job.times) if series else 1)
 
 
 def plan_segment(input, output=None, options: SegmentOptions | None = None, **kwargs) -> Plan:
@@ -475,34 +540,58 @@ def _run_segment(input, output, opts: SegmentOptions) -> SegmentReport:
     report.peak_memory = memory.peak
     report.plan = plan
     report.warnings = [str(w.message) for w in warned]
-    if objects is not None and job.options.table is not None:
+    if isinstance(objects, dict):  # a Parquet dataset, written by the workers
+        report.table, objects = objects, None
+    elif objects is not None and job.options.table is not None:
         writers.write_table(objects, job.options.table)
+        report.table = {"path": str(job.options.table), "rows": len(objects), "parts": 1}
     if job.report_path is not None:
         writers.write_report(report.to_dict(), job.report_path)
     resume.finish_output(job.output, objects=report.objects, threshold=report.threshold,
-                          fractions=report.fractions)
+                         fractions=report.fractions)
     return report
 
 
 @dataclasses.dataclass
 class _Written:
-    """What the write step found: the level-0 array, chunks already there, counts."""
+    """What the write step found: the level-0 array, chunks already there, counts (in
+    all, and of each time point of a series)."""
 
     array: object
     done: set
     count: int | None
     fractions: list | None
     objects: object = None
+    counts: list | None = None
+    class_fractions: list | None = None
+
+
+@dataclasses.dataclass
+class _Series:
+    """The time points of a series, each segmented on its own (:func:`_build_series`), and
+    their labels stacked on the ``t`` axis."""
+
+    parts: list
+    labels: da.Array
+
+    @property
+    def threshold(self) -> list:
+        return [p.threshold for p in self.parts]
+
+
+def _parts(seg) -> list:
+    return seg.parts if isinstance(seg, _Series) else [seg]
 
 
 def _execute(job: _Job, timings: dict):
     """Steps 2-5 on a scheduler: build, write (and measure), report."""
     o = job.options
     with contextlib.ExitStack() as stack:
-        if o.stain is not None or o.tissue != "none":
-            # the stain's and tissue's tasks read their blocks; dask's low-level fusion merges the two in
-            # one computation of the run and not in the next, and a cluster then warns of a
-            # changed task under the same key (measured: no slower without the fusion)
+        if o.stain is not None or o.tissue != "none" or job.times is not None:
+            # the stain's and tissue's tasks read their blocks (as a time point's selection
+            # does); dask's low-level fusion merges the two in one computation of the run and
+            # not in the next, and a cluster then warns of a changed task under the same key
+            # (measured: no slower without the fusion)
             stack.enter_context(dask.config.set({"optimization.fuse.active": False}))
         client = stack.enter_context(_scheduler(o.scheduler, workers=o.workers,
                                                 threads_per_worker=o.threads_per_worker,
@@ -525,9 +614,7 @@ def _execute(job: _Job, timings: dict):
         if (o.table or o.geojson) is not None and written.objects is None:
             # resumed: measure what is complete
             t = time.perf_counter()
-            written.objects = _measure.measure(da.from_zarr(written.array),
-                                               job.image.rechunk(written.array.chunks),
-                                               spacing=job.physical)
+            written.objects = _measure_written(job, written.array)
             timings["measure"] = time.perf_counter() - t
         if written.done:
             t = time.perf_counter()
@@ -543,15 +630,107 @@ def _execute(job: _Job, timings: dict):
     return report, written.objects
 
 
+def _measure_written(job: _Job, array):
+    """The table of a resumed run, from the labels as written."""
+    labels = da.from_zarr(array)
+    folder = _dataset_folder(job, None)
+    tasks = _measure_tasks(job, [labels if job.times is None else labels[i]
+                                 for i in range(len(job.times or [None]))], folder)
+    return _objects(job, list(dask.compute(*tasks)), folder)
+
+
+#: Rows of an object table above which a ``.parquet`` table is written as a dataset
+#: directory of parts by the workers (``chunkseg.table-rows`` in dask's config).
+TABLE_ROWS = 10_000_000
+
+
+def _dataset_folder(job: _Job, parts):
+    """Where the parts of a Parquet dataset table go (None: the table is one file): a
+    ``.parquet/`` path, or a ``.parquet`` one whose rows, known before the write (the seeds'
+    count), exceed ``chunkseg.table-rows``."""
+    table = job.options.table
+    if table is None:
+        return None
+    kind = writers.check_table_path(table)
+    rows = None
+    if parts is not None and all(p.count is not None for p in parts):
+        rows = sum(p.count for p in parts)
+    big = kind == ".parquet" and rows is not None and \
+        rows > dask.config.get("chunkseg.table-rows", TABLE_ROWS)
+    return writers.table_parts(table) if kind == "dataset" or big else None
+
+
+def _measure_tasks(job: _Job, labels: list, folder) -> list:
+    """Per time point, the lazy bucket partials of its table (measured from ``labels``, the
+    blocks being written), or with a dataset ``folder`` the writes of its parts."""
+    out = []
+    for i, lab in enumerate(labels):
+        g, roots = _measure.measure_graph(lab, job.intensities(i))
+        if folder is not None:
+            t = None if job.times is None else job.times[i]
+            roots = [g.task("part", (k,), _table_part, r, job=_TableSpec.of(job), t=t,
+                            folder=str(folder), name=f"part-{i:05d}-{k:03d}.parquet")
+                     for k, r in enumerate(roots)]
+        out.append([g.delayed(k) for k in roots])
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _TableSpec:
+    """What a table part needs of its job (small, picklable)."""
+
+    ndim: int
+    spacing: tuple | None
+    channels: tuple | None
+
+    @classmethod
+    def of(cls, job: _Job) -> _TableSpec:
+        return cls(len(job.spatial_axes), None if job.physical is None else tuple(job.physical),
+                   None if job.channel_names is None else tuple(job.channel_names))
+
+    def frame(self, parts, t):
+        table = _measure.table_from_parts(parts, _measure.check_properties(None, True),
+                                          self.ndim, self.spacing, True, self.channels)
+        if t is not None:
+            table.insert(0, "t", np.full(len(table), t, dtype=np.int64))
+        return table
+
+
+def _table_part(partial, *, job: _TableSpec, t, folder, name) -> int:
+    return writers.write_table_part(job.frame([partial], t), folder, name)
+
+
+def _objects(job: _Job, results: list, folder):
+    """The object table from each time point's computed partials: one time point's rows,
+    or every time point's after a ``t`` column; with a dataset ``folder`` (its parts
+    written), the dataset's record instead."""
+    import pandas as pd
+
+    if folder is not None:
+        writers.finish_table(folder, job.options.table)
+        return {"path": str(job.options.table), "rows": int(sum(map(sum, results))),
+                "parts": sum(len(r) for r in results)}
+    spec = _TableSpec.of(job)
+    tables = [spec.frame(p, None if job.times is None else t)
+              for p, t in zip(results, job.times or [None])]
+    return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+
+
 def _write_geojson(job: _Job, written: _Written) -> dict:
     """The objects' polygons, from the labels as written and the table measured with them."""
     from .geojson import to_geojson
 
     o = job.options
     what = f"{o.stain}_od_mean" if o.stain else "intensity_mean"
+    if job.channel_names is None:
+        measurements = {"area": "area", what: "intensity_mean"}
+    else:
+        measurements = {"area": "area", **{f"intensity_mean-{c}": f"intensity_mean-{c}"
+                                           for c in job.channel_names}}
     # the path was checked in the open step (refused there if it existed)
-    count = to_geojson(da.from_zarr(written.array), o.geojson, table=written.objects,
-                       measurements={"area": "area", what: "intensity_mean"}, overwrite=True)
+    table = None if isinstance(written.objects, dict) else written.objects  # else measured
+    count = to_geojson(da.from_zarr(written.array), o.geojson, table=table,
+                       measurements=measurements, overwrite=True)
     return {"path": str(o.geojson), "features": count}
 
 
@@ -566,26 +745,70 @@ def _start_method(*paths) -> str | None:
     return "spawn" if unsafe else None
 
 
-def _build(job: _Job, state, timings: dict) -> Segmentation:
+#: Time points of a series whose threshold and seed steps run at once (each waits on the
+#: cluster most of its time: its histogram, its seed pass, its global step on the client).
+SERIES_IN_FLIGHT = 8
+
+
+def _build(job: _Job, state, timings: dict):
     """Step 2: the lazy labels (the threshold and the seeds computed now, or kept)."""
+    if job.times is not None:
+        return _build_series(job, state, timings)
+    return _build_one(job, job.image, state, timings)
+
+
+def _build_one(job: _Job, image, state, timings: dict, known_threshold=None,
+               keep_distances="auto") -> Segmentation:
     o = job.options
     seeds = state.seeds if state is not None else None
-    return build(job.image, method=o.method, threshold=o.threshold,
+    if state is not None:
+        known_threshold = state.threshold
+    return build(image, method=o.method, threshold=o.threshold,
                  min_distance=o.min_distance, footprint=o.footprint, sampling=job.sampling,
                  halo=o.halo, smooth=o.smooth, background=o.background,
                  connectivity=o.connectivity, min_size=o.min_size, classes=o.classes,
-                 known_threshold=state.threshold if state is not None else None,
+                 known_threshold=known_threshold,
                  known_seeds=Seeds.from_record(seeds) if seeds is not None else None, count=True,
-                 timings=timings, polarity=o.polarity, tissue=job.tissue)
+                 timings=timings, polarity=o.polarity, tissue=job.tissue,
+                 keep_distances=keep_distances)
 
 
-def _create_output(job: _Job, seg: Segmentation, removed):
+def _build_series(job: _Job, state, timings: dict) -> _Series:
+    """Every time point built on its own, their threshold and seed steps in flight together
+    (threads of this process, each waiting on the one cluster); the threshold of the whole
+    series first with ``threshold_scope`` series."""
+    o = job.options
+    images = job.images()
+    known = None
+    t = time.perf_counter()
+    if state is None and o.threshold_scope == "series":
+        known = series_threshold(images, o.threshold, smooth=o.smooth, background=o.background)
+    timings["threshold"] = time.perf_counter() - t
+    # the distances of every time point are held until the labels are written
+    keep = keeps_distances(job.image.shape, job.sampling)
+    states = state.series if state is not None else [None] * len(images)
+
+    def one(i):
+        return _build_one(job, images[i], states[i], {}, known_threshold=known,
+                          keep_distances=keep)
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(min(len(images), SERIES_IN_FLIGHT)) as pool:
+        parts = list(pool.map(one, range(len(images))))
+    timings["seeds"] = time.perf_counter() - t
+    dtype = np.result_type(*[p.labels.dtype for p in parts])
+    return _Series(parts, da.stack([p.labels.astype(dtype) for p in parts]))
+
+
+def _create_output(job: _Job, seg, removed):
     """A new, incomplete label group with the run's state; returns its arrays."""
     if removed is not None:
         removed.result()
     writers.prepare_output(job.output, overwrite=job.options.overwrite)
     into = job.options.into_input
-    scale = spatial_scale(job.info, job.axes) or job.sampling
+    series = job.times is not None
+    scale = spatial_scale(job.info, job.axes) or (
+        ([1.0] if series else []) + list(job.sampling) if job.sampling else None)
     if into is not None:
         writers.add_to_labels_group(job.input, into)
     writers.create_labels(job.output, shape=seg.labels.shape, chunks=job.chunks,
@@ -594,15 +817,20 @@ def _create_output(job: _Job, seg: Segmentation, removed):
                           source_image="../../" if into else None,
                           levels=job.image_levels if into else None,
                           attrs={"params": job.params})
-    tval = seg.threshold
-    resume.save_state(job.output, threshold=None if isinstance(tval, tuple) else tval,
-                      seeds=seg.seeds.to_record() if seg.seeds is not None else None)
+    states = []
+    for p in _parts(seg):
+        tval = p.threshold
+        states.append((None if isinstance(tval, tuple) else tval,
+                       p.seeds.to_record() if p.seeds is not None else None))
+    resume.save_state(job.output, states, series=series)
     return writers.label_arrays(job.output)
 
 
-def _write(job: _Job, seg: Segmentation, state, removed) -> _Written:
+def _write(job: _Job, seg, state, removed) -> _Written:
     """Step 3 (and 4 where it can): write every chunk not yet written, with the pyramid in
     the same graph on a fresh run, the count and the table measured from the same blocks."""
+    parts = _parts(seg)
+    series = job.times is not None
     labels = seg.labels.rechunk(job.chunks)
     if state is None:
         arrays = _create_output(job, seg, removed)
@@ -610,7 +838,7 @@ def _write(job: _Job, seg: Segmentation, state, removed) -> _Written:
     else:
         arrays = writers.label_arrays(job.output)[:1]  # the pyramid is rebuilt afterwards
         done = resume.done_blocks(job.output)
-    extra = [x for x in (seg.count_later, seg.class_counts) if x is not None]
+    extra = [x for p in parts for x in (p.count_later, p.class_counts) if x is not None]
     measure_now = (job.options.table is not None or job.options.geojson is not None) and \
         not done
     markers = resume.marker_paths(job.output, [i for i in np.ndindex(*labels.numblocks)
@@ -619,46 +847,66 @@ def _write(job: _Job, seg: Segmentation, state, removed) -> _Written:
     write = functools.partial(writers.write_block, where=str(job.output))
     writes = pyramid.store_blocks(labels, arrays, write=write, markers=markers,
                                   skip=done, fuse=not extra and not measure_now)
+    measured, folder = [], None
     if measure_now:  # measured from the same label blocks as they are written
-        mg, roots = _measure.measure_graph(labels, job.image.rechunk(labels.chunks))
-        extra += [mg.delayed(k) for k in roots]
-    results = list(dask.compute(writes, *extra)[1:])
-    objects = None
-    if measure_now:
-        parts, results = results[-len(roots):], results[:-len(roots)]
-        objects = _measure.table_from_parts(parts, _measure.check_properties(None, True),
-                                            labels.ndim, job.physical, True)
-    count = seg.count
-    if seg.count_later is not None:
-        count = int(results.pop(0))
-    frac = None
-    if seg.class_counts is not None:
-        counts = np.asarray(results.pop(0), dtype=np.int64)
-        frac = (counts / counts.sum()).tolist()
-    if count is None and job.options.method != "threshold":  # after a size filter: N is the max
-        count = int(da.from_zarr(arrays[0]).max().compute())
-    return _Written(array=arrays[0], done=done, count=count, fractions=frac, objects=objects)
+        folder = _dataset_folder(job, parts)
+        measured = _measure_tasks(job, [labels[i] if series else labels
+                                        for i in range(len(parts))], folder)
+    results = list(dask.compute(writes, *extra, measured)[1:])
+    partials = results.pop()
+    objects = _objects(job, partials, folder) if measure_now else None
+    counts, fractions = [], []
+    for p in parts:
+        count = p.count
+        if p.count_later is not None:
+            count = int(results.pop(0))
+        if p.class_counts is not None:
+            c = np.asarray(results.pop(0), dtype=np.int64)
+            fractions.append((c / c.sum()).tolist())
+        counts.append(count)
+    if job.options.method != "threshold" and None in counts:  # after a size filter: N is the max
+        written = da.from_zarr(arrays[0])
+        counts = [int(v) for v in dask.compute(*[(written[i] if series else written).max()
+                                                 for i in range(len(parts))])]
+    total = None if None in counts else int(sum(counts))
+    return _Written(array=arrays[0], done=done, count=total,
+                    fractions=fractions[0] if fractions and not series else None,
+                    objects=objects, counts=counts, class_fractions=fractions or None)
 
 
-def _report(job: _Job, seg: Segmentation, written: _Written, state, timings,
-            tasks) -> SegmentReport:
+def _report(job: _Job, seg, written: _Written, state, timings, tasks) -> SegmentReport:
     """Step 5: the numbers a user checks."""
-    seeds, tval = seg.seeds, seg.threshold
-    nblocks = int(np.prod([-(-n // c) for n, c in zip(job.image.shape, job.chunks)]))
+    parts = _parts(seg)
+    seeds = [p.seeds for p in parts if p.seeds is not None]
+    nblocks = int(np.prod(_labels_blocks(job)))
+    thresholds = [describe_threshold(p.threshold) if isinstance(p.threshold, tuple)
+                  else np.asarray(p.threshold).tolist() for p in parts]
+    series = None
+    if job.times is not None:
+        series = [{"t": t, "objects": n, "threshold": th}
+                  for t, n, th in zip(job.times, written.counts, thresholds)]
+        for entry, fr in zip(series, written.class_fractions or []):
+            entry["fractions"] = fr
     return SegmentReport(
         output=str(job.output), method=job.options.method, objects=written.count,
-        threshold=describe_threshold(tval) if isinstance(tval, tuple) else np.asarray(tval).tolist(),
+        threshold=thresholds if series is not None else thresholds[0],
         shape=tuple(job.image.shape), chunks=job.chunks, dtype=str(seg.labels.dtype),
-        seed_halo=seeds.halo if seeds else None, watershed_halo=job.options.halo,
-        max_distance=seeds.max_distance if seeds else None,
-        undecided_seeds=seeds.undecided if seeds else 0, timings=timings,
+        seed_halo=tuple(max(h) for h in zip(*[s.halo for s in seeds])) if seeds else None,
+        watershed_halo=job.options.halo,
+        max_distance=max(s.max_distance for s in seeds) if seeds else None,
+        undecided_seeds=sum(s.undecided for s in seeds), timings=timings,
         fractions=written.fractions,
-        kept_distances=bool(seeds is not None and seeds.held is not None),
-        params=job.params, tasks=tasks, found=job.found or None,
+        kept_distances=bool(seeds and all(s.held is not None for s in seeds)),
+        params=job.params, tasks=tasks, found=job.found or None, series=series,
         resumed=None if state is None else {"already_written": len(written.done),
                                             "written": nblocks - len(written.done),
                                             "chunks": nblocks},
     )
+
+
+def _labels_blocks(job: _Job) -> tuple:
+    """The chunk grid of the label output."""
+    return tuple(-(-n // c) for n, c in zip(job.image.shape, job.chunks))
 
 
 def _image_levels(info, axes: str):

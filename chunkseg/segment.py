@@ -628,6 +628,18 @@ def _foreground(image, threshold, smooth, background, *, pending: bool, polarity
     return _within(_side(x, t, polarity), tissue), t
 
 
+def series_threshold(images, threshold="otsu", *, smooth=None, background=None):
+    """One global threshold over all of ``images`` (the time points of a series, each
+    filtered as :func:`foreground` filters it): scikit-image's threshold of their values
+    together, computed now."""
+    spec = parse_threshold(threshold)
+    if isinstance(spec, tuple) or spec == "multiotsu":
+        raise InputError("`threshold_scope` series takes one global threshold (a method such "
+                         "as otsu, or a number), not a local threshold or class map")
+    xs = [_filtered_image(im, smooth, background) for im in images]
+    return threshold_value(resolve_threshold(da.stack(xs), spec))
+
+
 def _side(x, t, polarity: str):
     """The objects' side of the threshold: ``x > t``, or ``x <= t`` for dark objects."""
     return x <= t if polarity == "dark" else x > t
@@ -803,7 +815,7 @@ def build(image, *, method: str = "watershed", threshold="otsu", min_distance: i
           connectivity: int = 1, min_size: int = 0, classes: int | None = None,
           known_threshold=None, known_seeds: Seeds | None = None,
           count: bool = False, timings: dict | None = None, polarity: str = "bright",
-          tissue=None) -> Segmentation:
+          tissue=None, keep_distances="auto") -> Segmentation:
     """The one dispatch of the segmentation methods, for :func:`segment` and a run.
 
     ``known_threshold`` and ``known_seeds``: the values a resumed run had
@@ -811,6 +823,7 @@ def build(image, *, method: str = "watershed", threshold="otsu", min_distance: i
     the object count (``count_later``) and, for masks and class maps, the
     class counts, computed with the labels. Parameters are checked by the
     caller. ``timings``: where to record the seconds of the threshold and seeds steps.
+    ``keep_distances``: as :func:`find_seeds`'s.
     """
     timings = {} if timings is None else timings
     t = time.perf_counter()
@@ -833,7 +846,8 @@ def build(image, *, method: str = "watershed", threshold="otsu", min_distance: i
     if method == "watershed":
         t = time.perf_counter()
         seeds = known_seeds if known_seeds is not None else find_seeds(
-            mask, min_distance=min_distance, footprint=footprint, sampling=sampling, halo=halo)
+            mask, min_distance=min_distance, footprint=footprint, sampling=sampling, halo=halo,
+            keep_distances=keep_distances)
         timings["seeds"] = time.perf_counter() - t
         if seeds.count == 0:
             warnings.warn("the threshold leaves no foreground: the label image is empty",

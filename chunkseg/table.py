@@ -56,9 +56,10 @@ def _check_spacing(spacing, ndim: int):
     return spacing
 
 
-def _table_columns(part: dict | None, properties, ndim: int, spacing, intensity: bool) -> dict:
+def _table_columns(part: dict | None, properties, ndim: int, spacing, intensity: bool,
+                   channels=None) -> dict:
     if part is None:
-        part = _regions.empty_partial(ndim, intensity)
+        part = _regions.empty_partial(ndim, intensity, None if channels is None else len(channels))
     count = part["count"]
     pixel = float(np.prod(spacing)) if spacing else 1.0
     scale = np.asarray(spacing if spacing else (1.0,) * ndim)
@@ -79,12 +80,17 @@ def _table_columns(part: dict | None, properties, ndim: int, spacing, intensity:
                 cols[f"bbox-{a}"] = part["bbox_min"][:, a]
             for a in range(ndim):
                 cols[f"bbox-{ndim + a}"] = part["bbox_max"][:, a]
-        elif prop == "intensity_mean":
-            cols[prop] = part["mean"]
-        elif prop == "intensity_std":
-            cols[prop] = np.sqrt(np.maximum(part["m2"], 0) / np.maximum(count, 1))
-        elif prop in ("intensity_min", "intensity_max"):
-            cols[prop] = part[prop.split("_")[1]]
+        elif prop in _INTENSITY:
+            if prop == "intensity_std":
+                values = np.sqrt(np.maximum(part["m2"], 0) /
+                                 np.maximum(count, 1).reshape((-1,) + (1,) * (part["m2"].ndim - 1)))
+            else:
+                values = part[prop.split("_")[1]]
+            if channels is None:
+                cols[prop] = values
+            else:  # regionprops_table's names for a multichannel image: intensity_mean-0 ...
+                for k, name in enumerate(channels):
+                    cols[f"{prop}-{name}"] = values[:, k]
     return cols
 
 
@@ -94,17 +100,18 @@ def measure_graph(labels, image=None, *, split_every: int = 8):
     inputs = [x]
     if image is not None:
         im = _graph.as_dask(image)
-        if im.shape != x.shape:
+        if im.shape[:x.ndim] != x.shape or im.ndim > x.ndim + 1:
             raise InputError(f"`image` (shape {im.shape}) must have the shape of the labels "
-                             f"({x.shape})")
-        im = im.rechunk(x.chunks)
+                             f"({x.shape}), or that and its channels last")
+        im = im.rechunk(x.chunks + ((im.shape[-1],) if im.ndim > x.ndim else ()))
         inputs.append(im)
     g = _graph.Graph("measure", *inputs)
     origins = _graph.block_origins(x.chunks)
     leaves = []
     for idx in np.ndindex(*x.numblocks):
         origin = tuple(int(origins[a][i]) for a, i in enumerate(idx))
-        keys = [(x.name, *idx)] + ([(im.name, *idx)] if image is not None else [])
+        keys = [(x.name, *idx)] + ([(im.name, *idx, *(0,) * (im.ndim - x.ndim))]
+                                   if image is not None else [])
         leaves.append(g.task("partial", idx, _regions.block_partial, *keys, origin=origin))
     nbuckets = max(1, min(_MAX_BUCKETS, len(leaves) // 64))
     roots = [
@@ -115,7 +122,8 @@ def measure_graph(labels, image=None, *, split_every: int = 8):
     return g, roots
 
 
-def measure(labels, image=None, *, properties=None, spacing=None, split_every: int = 8):
+def measure(labels, image=None, *, properties=None, spacing=None, split_every: int = 8,
+            channel_names=None):
     """Measure every labelled object: a table like ``skimage.measure.regionprops_table``.
 
     Parameters
@@ -123,7 +131,11 @@ def measure(labels, image=None, *, properties=None, spacing=None, split_every: i
     labels : (M, N[, P]) integer array (numpy or dask)
         Label image; 0 is background. Objects may span any number of chunks.
     image : array of the same shape, optional
-        Intensities, for the ``intensity_*`` properties.
+        Intensities, for the ``intensity_*`` properties; with one more axis
+        last, the channels of a multichannel image: then each intensity
+        property has a column per channel, ``intensity_mean-0`` ... as
+        ``regionprops_table`` names them (``intensity_mean-NAME`` with
+        ``channel_names``).
     properties : sequence of str, optional
         Any of :data:`PROPERTIES`. Default: label, area, centroid, bbox (and
         intensity mean/min/max/std when ``image`` is given).
@@ -143,13 +155,22 @@ def measure(labels, image=None, *, properties=None, spacing=None, split_every: i
     x = _graph.as_dask(labels)
     properties = check_properties(properties, image is not None)
     spacing = _check_spacing(spacing, x.ndim)
+    channels = None
+    if image is not None and np.ndim(image) == x.ndim + 1:
+        n = image.shape[-1]
+        channels = [str(c) for c in (range(n) if channel_names is None else channel_names)]
+        if len(channels) != n:
+            raise InputError(f"`channel_names` must name the image's {n} channels, got "
+                             f"{len(channels)}")
     g, roots = measure_graph(x, image, split_every=split_every)
-    return table_from_parts(g.compute(roots), properties, x.ndim, spacing, image is not None)
+    return table_from_parts(g.compute(roots), properties, x.ndim, spacing, image is not None,
+                            channels)
 
 
-def table_from_parts(parts, properties, ndim: int, spacing, intensity: bool):
-    """The DataFrame from computed bucket partials (see :func:`measure_graph`)."""
+def table_from_parts(parts, properties, ndim: int, spacing, intensity: bool, channels=None):
+    """The DataFrame from computed bucket partials (see :func:`measure_graph`); ``channels``:
+    the names of the image's channels when it had them last."""
     import pandas as pd
 
     merged = _regions.merge(*parts)
-    return pd.DataFrame(_table_columns(merged, properties, ndim, spacing, intensity))
+    return pd.DataFrame(_table_columns(merged, properties, ndim, spacing, intensity, channels))

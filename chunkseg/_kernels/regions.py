@@ -5,7 +5,9 @@ label: pixel count, coordinate sums (int64, exact), bounding-box corners,
 and for intensities the count-weighted mean, the sum of squared deviations
 (``m2``, merged with Chan's formula, so no catastrophic cancellation) and
 min/max. Two partials of the same label merge into one row; the merge is
-associative, so partials combine in any tree.
+associative, so partials combine in any tree. An image with channels last
+gives intensity rows of one value per channel (2-D arrays), the label work
+(the sort of the pixels by label) done once for all of them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _groups(keys: np.ndarray):
     return order, starts, ks[starts]
 
 
-def empty_partial(ndim: int, intensity: bool) -> dict:
+def empty_partial(ndim: int, intensity: bool, channels: int | None = None) -> dict:
     part = {
         "label": _EMPTY_LABELS,
         "count": np.empty(0, np.int64),
@@ -34,17 +36,26 @@ def empty_partial(ndim: int, intensity: bool) -> dict:
         "bbox_max": np.empty((0, ndim), np.int64),
     }
     if intensity:
-        part.update(mean=np.empty(0), m2=np.empty(0), min=np.empty(0), max=np.empty(0))
+        shape = (0,) if channels is None else (0, channels)
+        part.update(mean=np.empty(shape), m2=np.empty(shape), min=np.empty(shape),
+                    max=np.empty(shape))
     return part
 
 
+def _per_row(counts: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``counts`` shaped to scale rows of ``like`` (one value per row, or per row and channel)."""
+    return counts.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
 def block_partial(labels: np.ndarray, image: np.ndarray | None = None, *, origin) -> dict:
-    """Statistics of every label in one chunk (0 is background)."""
+    """Statistics of every label in one chunk (0 is background); ``image`` has the labels'
+    shape, or one more axis last (channels: intensities per channel)."""
     ndim = labels.ndim
+    channels = image.shape[-1] if image is not None and image.ndim == ndim + 1 else None
     flat = labels.ravel()
     where = np.flatnonzero(flat)
     if len(where) == 0:
-        return empty_partial(ndim, image is not None)
+        return empty_partial(ndim, image is not None, channels)
     keys = flat[where].astype(np.uint64)
     order, starts, uniq = _groups(keys)
     where = where[order]
@@ -60,14 +71,15 @@ def block_partial(labels: np.ndarray, image: np.ndarray | None = None, *, origin
         hi[:, axis] = np.maximum.reduceat(c, starts) + 1
     part = {"label": uniq, "count": counts, "coord_sum": coord_sum, "bbox_min": lo, "bbox_max": hi}
     if image is not None:
-        values = image.ravel()[where].astype(np.float64)
-        mean = np.add.reduceat(values, starts) / counts
-        dev = values - np.repeat(mean, counts)
+        pixels = image.reshape(-1, channels) if channels is not None else image.ravel()
+        values = pixels[where].astype(np.float64)
+        mean = np.add.reduceat(values, starts, axis=0) / _per_row(counts, values)
+        dev = values - np.repeat(mean, counts, axis=0)
         part.update(
             mean=mean,
-            m2=np.add.reduceat(dev * dev, starts),
-            min=np.minimum.reduceat(values, starts),
-            max=np.maximum.reduceat(values, starts),
+            m2=np.add.reduceat(dev * dev, starts, axis=0),
+            min=np.minimum.reduceat(values, starts, axis=0),
+            max=np.maximum.reduceat(values, starts, axis=0),
         )
     return part
 
@@ -91,14 +103,14 @@ def merge(*parts: dict | None) -> dict | None:
         "bbox_max": np.maximum.reduceat(cat["bbox_max"], starts, axis=0),
     }
     if "mean" in cat:
-        n = cat["count"].astype(np.float64)
-        mean = np.add.reduceat(n * cat["mean"], starts) / counts
-        dev = cat["mean"] - np.repeat(mean, np.diff(np.append(starts, len(n))))
+        n = _per_row(cat["count"].astype(np.float64), cat["mean"])
+        mean = np.add.reduceat(n * cat["mean"], starts, axis=0) / _per_row(counts, n)
+        dev = cat["mean"] - np.repeat(mean, np.diff(np.append(starts, len(n))), axis=0)
         out.update(
             mean=mean,
-            m2=np.add.reduceat(cat["m2"] + n * dev * dev, starts),
-            min=np.minimum.reduceat(cat["min"], starts),
-            max=np.maximum.reduceat(cat["max"], starts),
+            m2=np.add.reduceat(cat["m2"] + n * dev * dev, starts, axis=0),
+            min=np.minimum.reduceat(cat["min"], starts, axis=0),
+            max=np.maximum.reduceat(cat["max"], starts, axis=0),
         )
     return out
 

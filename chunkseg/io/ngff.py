@@ -85,7 +85,7 @@ def multiscales(axes: str, scales, units) -> dict:
                 for level, s in enumerate(scales)]
     axis_meta = []
     for a in axes:
-        entry = {"name": a, "type": "space"}
+        entry = {"name": a, "type": "time" if a == "t" else "space"}
         if units and units.get(a):
             entry["unit"] = units[a]
         axis_meta.append(entry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
 import threading
 from pathlib import Path
 
@@ -525,6 +526,53 @@ def _open_tiff(path: store.Location, level: int) -> _Level:
     return _Level(x, info)
 
 
+def series_paths(input) -> list | None:
+    """The files of a time series given as a list of paths, or as a glob pattern (local
+    files, sorted by name) that names no file itself; None for anything else."""
+    if isinstance(input, (list, tuple)):
+        if not input:
+            raise InputError("the series of time points is empty; give one path per time point")
+        return list(input)
+    if not isinstance(input, (str, Path)) or "://" in str(input) or Path(input).exists():
+        return None
+    text = str(input)
+    if not any(c in text for c in "*?["):
+        return None
+    paths = sorted(glob.glob(text))
+    if not paths:
+        raise InputError(f"no file matches {text}; check the pattern (one file per time point)")
+    return paths
+
+
+def _open_source(path, level: int, missing: str = "error", approximate: bool = False) -> _Level:
+    """One image's level, or a series of files stacked on a new ``t`` axis (every one
+    of the first's shape and dtype, else refused naming the first that differs)."""
+    paths = series_paths(path)
+    if paths is None:
+        return _open_level(path, level, missing, approximate)
+    sources = [_open_level(p, level, missing) for p in paths]
+    first = sources[0].info
+    for p, src in zip(paths, sources):
+        if src.info.shape != first.shape or src.info.dtype != first.dtype or \
+                src.info.axes != first.axes:
+            raise InputError(
+                f"the time points of the series differ: {paths[0]} is {first.shape} "
+                f"{first.dtype} ({first.axes}), {p} is {src.info.shape} {src.info.dtype} "
+                f"({src.info.axes}); give time points of one shape")
+    if "t" in first.axes:
+        raise InputError(f"{paths[0]} is itself a time series; give one image per file, or "
+                         "that store alone with `time`")
+    n = len(sources)
+    info = dataclasses.replace(
+        first, path=f"{paths[0]} (+{n - 1} more time points)" if n > 1 else str(paths[0]),
+        format=f"series of {first.format}", shape=(n,) + tuple(first.shape),
+        chunks=(1,) + tuple(first.chunks), axes="t" + first.axes,
+        levels=[(n,) + tuple(shape) for shape in first.levels],
+        scale=None if first.scale is None else (1.0,) + tuple(first.scale),
+        level_scales=None)
+    return _Level(da.stack([src.array for src in sources]), info)
+
+
 # --------------------------------------------------------------------------- public
 
 
@@ -534,20 +582,63 @@ def inspect_image(path, *, level: int = 0, storage_options: dict | None = None) 
         return _open_level(path, level).info
 
 
-def _select(x: da.Array, info: ImageInfo, channel, rgb: bool = False) -> tuple[da.Array, str]:
-    """The 2D/3D image of one channel (and time point one), or with ``rgb`` the colour
-    image with its three channels where they are stored; ``axes`` names the axes kept."""
-    axes = info.axes
-    # a time axis of length one is dropped; longer ones need a choice we do not offer
-    if "t" in axes:
-        t = axes.index("t")
-        if x.shape[t] != 1:
-            raise InputError(
-                f"{info.path} is a time series ({x.shape[t]} time points); chunkseg "
-                "segments one 2D/3D image: write the time point you want to its own store"
-            )
-        x = x[(slice(None),) * t + (0,)]
-        axes = axes.replace("t", "")
+def time_points(spec, n: int, path) -> list[int] | int:
+    """The time points ``spec`` picks of ``n``: ``"all"``, one index ``T`` (an int: the image
+    at that time, without a ``t`` axis) or ``(A, B)`` (Python's half-open ``A:B``, either end
+    None), each refused when out of range."""
+    if spec == "all":
+        return list(range(n))
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        if not 0 <= spec < n:
+            raise InputError(f"time point {spec} does not exist in {path}: it has {n} time "
+                             f"point{'s' if n != 1 else ''} (0..{n - 1})")
+        return int(spec)
+    start, stop = spec
+    for end in (start, stop):
+        if end is not None and not 0 <= end <= n:
+            raise InputError(f"time points {_time_text(spec)} are outside {path}'s {n} time "
+                             f"points (0..{n - 1}); pick A:B with 0 <= A < B <= {n}")
+    picked = list(range(n))[start:stop]
+    if not picked:
+        raise InputError(f"time points {_time_text(spec)} select none of {path}'s {n}; pick "
+                         f"A:B with A < B")
+    return picked
+
+
+def _time_text(spec) -> str:
+    return ":".join("" if v is None else str(v) for v in spec)
+
+
+def _pick_time(x: da.Array, axes: str, path, time) -> tuple[da.Array, str]:
+    """The time points ``time`` picks, the ``t`` axis first (dropped for one index); with
+    ``time`` None a ``t`` of length one is dropped and a longer one refused."""
+    if "t" not in axes:
+        if time is not None:
+            raise InputError(f"`time` picks time points, but {path} has no t axis (its axes "
+                             f"are {axes}); drop `time`")
+        return x, axes
+    t = axes.index("t")
+    n = x.shape[t]
+    if time is None:
+        if n != 1:
+            raise InputError(f"{path} is a time series ({n} time points); pick them with "
+                             "`time` (all, T or A:B)")
+        time = 0
+    picked = time_points(time, n, path)
+    if isinstance(picked, int):
+        return x[(slice(None),) * t + (picked,)], axes.replace("t", "")
+    if picked != list(range(n)):
+        x = x[(slice(None),) * t + (np.asarray(picked),)]
+    return (da.moveaxis(x, t, 0) if t else x), "t" + axes.replace("t", "")
+
+
+def _select(x: da.Array, info: ImageInfo, channel, rgb: bool = False,
+            time=None) -> tuple[da.Array, str]:
+    """The 2D/3D image of one channel (and time point one, or the time points ``time``
+    picks: then the ``t`` axis comes first), or with ``rgb`` the colour image with its
+    three channels where they are stored; ``axes`` names the axes kept."""
+    x, axes = _pick_time(x, info.axes, info.path, time)
+    series = axes.startswith("t")
     chan_axes = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES]
     if len(chan_axes) > 1:
         raise InputError(f"{info.path} has two channel axes ({axes}); split the channels first")
@@ -560,8 +651,8 @@ def _select(x: da.Array, info: ImageInfo, channel, rgb: bool = False) -> tuple[d
                 f"{what}" if channel is None else
                 "`stain` uses the three colour channels: drop `channel`")
         c = chan_axes[0]
-        if x.ndim not in (3, 4):
-            raise InputError(f"{info.path} is {x.ndim - 1}-D ({axes}) with its colours; "
+        if x.ndim - series not in (3, 4):
+            raise InputError(f"{info.path} is {x.ndim - 1 - series}-D ({axes}) with its colours; "
                              "chunkseg segments 2D (YX) and 3D (ZYX) images")
         return x, axes  # the colours stay where they are stored (axes names them)
     if chan_axes:
@@ -587,12 +678,54 @@ def _select(x: da.Array, info: ImageInfo, channel, rgb: bool = False) -> tuple[d
         axes = axes[:c] + axes[c + 1 :]
     elif channel is not None and channel != 0 and channel != "0":
         raise InputError(f"channel {channel} does not exist in {info.path}: it has no channel axis")
-    if x.ndim not in (2, 3):
+    if x.ndim - series not in (2, 3):
         raise InputError(
-            f"{info.path} is {x.ndim}-D ({axes}) after channel selection; chunkseg "
+            f"{info.path} is {x.ndim - series}-D ({axes}) after channel selection; chunkseg "
             "segments 2D (YX) and 3D (ZYX) images"
         )
     return x, axes
+
+
+def _channel_names(info: ImageInfo, n: int) -> list[str]:
+    return list(info.channels) if info.channels and len(info.channels) == n else \
+        [str(i) for i in range(n)]
+
+
+def channels_last(path, *, channels, level: int = 0, time=None,
+                  missing_chunks: str = "error") -> tuple[da.Array, list[str]]:
+    """The image with the ``channels`` picked (``"all"`` or a list of names or indices) on
+    its last axis, every other channel axis kept as in :func:`read_image` (``time``: the
+    ``t`` axis first); and the picked channels' names. For tables of every channel."""
+    source = _open_source(path, level, missing_chunks)
+    info = source.info
+    x, axes = _pick_time(source.array, info.axes, info.path, time)
+    chan = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES]
+    if not chan or x.shape[chan[0]] == 1:
+        raise InputError(f"`measure_channels` measures several channels; {info.path} has one "
+                         "(drop `measure_channels`: the table measures the segmented image)")
+    if len(chan) > 1:
+        raise InputError(f"{info.path} has two channel axes ({axes}); split the channels first")
+    c = chan[0]
+    names = _channel_names(info, x.shape[c])
+    if channels == "all":
+        picked = list(range(len(names)))
+    else:
+        picked = []
+        listing = ", ".join(f"{i}={name}" for i, name in enumerate(names))
+        for want in channels:
+            if isinstance(want, str) and want in names:
+                picked.append(names.index(want))
+            elif str(want).isdigit() and int(want) < len(names):
+                picked.append(int(want))
+            else:
+                raise InputError(f"channel {want!r} does not exist in {info.path}; channels: "
+                                 f"{listing}")
+        if len(set(picked)) != len(picked):
+            raise InputError(f"`measure_channels` names a channel twice: {', '.join(map(str, channels))}")
+    if picked != list(range(len(names))):
+        x = x[(slice(None),) * c + (np.asarray(picked),)]
+    x = da.moveaxis(x, c, -1).rechunk({x.ndim - 1: -1})
+    return x, [names[i] for i in picked]
 
 
 def open_image(path, *, level: int = 0, channel: int | str | None = None,
@@ -635,13 +768,14 @@ def open_image(path, *, level: int = 0, channel: int | str | None = None,
 
 def read_image(path, *, level: int = 0, channel=None, missing_chunks: str = "error",
                storage_options: dict | None = None, rgb: bool = False,
-               approximate: bool = False) -> OpenedImage:
+               approximate: bool = False, time=None) -> OpenedImage:
     """Like :func:`open_image`, also returning the metadata and the kept axes; with ``rgb``
     the colour image for a stain. ``approximate``: a slide level OpenSlide resamples is
-    read too (for estimates on a low-resolution level: tissue, stain vectors)."""
+    read too (for estimates on a low-resolution level: tissue, stain vectors). ``time``:
+    the time points of a series (see :func:`time_points`; the ``t`` axis comes first)."""
     with store.storage_options(storage_options):
-        source = _open_level(path, level, missing_chunks, approximate)
-    x, axes = _select(source.array, source.info, channel, rgb=rgb)
+        source = _open_source(path, level, missing_chunks, approximate)
+    x, axes = _select(source.array, source.info, channel, rgb=rgb, time=time)
     return OpenedImage(x, source.info, axes)
 
 

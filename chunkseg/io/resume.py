@@ -54,20 +54,30 @@ class RunState:
     """What an interrupted run had settled, as plain data.
 
     ``seeds`` is the record of :meth:`chunkseg.segment.Seeds.to_record`
-    (arrays and numbers), or None for methods without seeds.
+    (arrays and numbers), or None for methods without seeds. A time series
+    has one state per time point in ``series`` (and None in the others).
     """
 
     threshold: float | None
     seeds: dict | None
+    series: list | None = None
 
 
-def save_state(path, *, threshold, seeds: dict | None) -> None:
+def save_state(path, states, *, series: bool = False) -> None:
     """Keep the global results of a run beside its chunks, for ``--resume``.
 
-    ``seeds``: a record whose array values are saved as ``.npy`` files and
-    whose other values go to ``state.json``.
+    ``states``: ``(threshold, seeds)`` of the image, or of each time point
+    of a ``series``; ``seeds`` a record whose array values are saved as
+    ``.npy`` files and whose other values go to ``state.json``.
     """
     folder = store.location(path) / PROGRESS_DIR
+    metas = [_state_meta(folder, threshold, seeds, f"t{i}-" if series else "")
+             for i, (threshold, seeds) in enumerate(states)]
+    meta = {"series": metas} if series else metas[0]
+    (folder / "state.json").write_text(json.dumps(meta, default=_plain))
+
+
+def _state_meta(folder, threshold, seeds, prefix: str) -> dict:
     scalar = threshold is not None and np.ndim(threshold) == 0  # class maps recompute theirs
     meta: dict[str, Any] = {"threshold": float(np.asarray(threshold)) if scalar else None}
     if seeds is not None:
@@ -76,11 +86,12 @@ def save_state(path, *, threshold, seeds: dict | None) -> None:
             if isinstance(value, np.ndarray):
                 buffer = io.BytesIO()
                 np.save(buffer, value)
-                (folder / f"seeds-{key}.npy").write_bytes(buffer.getvalue())
-                meta["seeds"][key] = {"npy": f"seeds-{key}.npy"}
+                name = f"{prefix}seeds-{key}.npy"
+                (folder / name).write_bytes(buffer.getvalue())
+                meta["seeds"][key] = {"npy": name}
             else:
                 meta["seeds"][key] = value
-    (folder / "state.json").write_text(json.dumps(meta, default=_plain))
+    return meta
 
 
 def _plain(value):
@@ -98,6 +109,13 @@ def _load_state(path) -> RunState:
     except (OSError, ValueError, InputError):
         raise InputError(f"{path} holds no record of its run to resume from; run again with "
                          "`overwrite`") from None
+    if "series" in meta:
+        return RunState(threshold=None, seeds=None,
+                        series=[_state_of(folder, m) for m in meta["series"]])
+    return _state_of(folder, meta)
+
+
+def _state_of(folder, meta: dict) -> RunState:
     seeds = None
     if "seeds" in meta:
         seeds = {key: np.load(io.BytesIO((folder / value["npy"]).read_bytes()))

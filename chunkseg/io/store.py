@@ -305,8 +305,11 @@ def exists(path) -> bool:
     return location(path).exists()
 
 
-def recorded(path) -> str:
-    """How a run records an input: its resolved location, or "array" for an in-memory one."""
+def recorded(path):
+    """How a run records an input: its resolved location, or "array" for an in-memory one;
+    a series of files: the list of theirs."""
+    if isinstance(path, (list, tuple)):
+        return [recorded(p) for p in path]
     return resolved(path) if is_location(path) else "array"
 
 

@@ -22,7 +22,7 @@ from . import ngff, store
 __all__ = ["LABELS_ARRAY", "add_to_labels_group", "check_output_path", "check_table_path",
            "create_labels", "is_complete", "label_array", "labels_target",
            "mark_complete", "prepare_output", "to_zarr", "write_block", "write_mosaic",
-           "write_report", "write_table"]
+           "write_report", "write_table", "write_table_part"]
 
 #: Attribute of every chunkseg output: whether it is complete, its parameters and results.
 COMPLETE_KEY = "chunkseg"
@@ -160,9 +160,10 @@ def create_labels(path, *, shape, chunks, dtype, axes: str, scale=None, units=No
 
 
 def create_image(path, *, shape, chunks, dtype, axes: str, levels: int = 1,
-                 channels: list | None = None):
+                 channels: list | None = None, scale=None, units: dict | None = None):
     """Create an empty OME-Zarr 0.5 image with ``levels`` levels (Y and X halved per level);
-    returns the group (for test and benchmark images: RGB slides are ``cyx``)."""
+    returns the group (for test and benchmark images: RGB slides are ``cyx``, time series
+    ``tczyx``). ``scale``: of level 0, one per axis; ``units``: axis name -> OME unit."""
     fmt = ngff.format_of("0.5")
     shapes = [tuple(shape)]
     for _ in range(1, levels):
@@ -171,8 +172,12 @@ def create_image(path, *, shape, chunks, dtype, axes: str, levels: int = 1,
                             zarr_format=3)
     axis_meta = [{"name": a, "type": "channel" if a == "c" else "time" if a == "t" else "space"}
                  for a in axes]
+    for entry in axis_meta:
+        if units and units.get(entry["name"]):
+            entry["unit"] = units[entry["name"]]
+    base = [1.0] * len(axes) if scale is None else [float(v) for v in scale]
     datasets = [{"path": str(lv), "coordinateTransformations": [
-        {"type": "scale", "scale": [float(2**lv) if a in "yx" else 1.0 for a in axes]}]}
+        {"type": "scale", "scale": [b * 2**lv if a in "yx" else b for a, b in zip(axes, base)]}]}
         for lv in range(levels)]
     entries = {"multiscales": [{"name": "image", "axes": axis_meta, "datasets": datasets}]}
     if channels is not None:
@@ -313,12 +318,21 @@ _TABLE_FORMATS = (".csv", ".parquet")
 
 
 def check_table_path(path) -> str:
-    """Refuse a table path whose format chunkseg cannot write, before any work."""
-    suffix = str(path).lower()
+    """Refuse a table path whose format chunkseg cannot write, before any work: ``.csv``,
+    ``.parquet``, or ``"dataset"`` for a path ending in ``.parquet/`` (a Parquet dataset
+    directory, one file per part, written by the workers)."""
+    text = str(path)
+    if text.endswith(("/", os.sep)):
+        if text.rstrip("/" + os.sep).lower().endswith(".parquet"):
+            return "dataset"
+        raise InputError(f"table {path} ends in /, a Parquet dataset directory: name it "
+                         "X.parquet/")
+    suffix = text.lower()
     for ext in _TABLE_FORMATS:
         if suffix.endswith(ext):
             return ext
-    raise InputError(f"table {path} must end in .csv or .parquet")
+    raise InputError(f"table {path} must end in .csv or .parquet (or .parquet/ for a dataset "
+                     "directory)")
 
 
 def write_table(table, path) -> None:
@@ -330,4 +344,48 @@ def write_table(table, path) -> None:
         table.to_csv(buffer, index=False)
     else:
         table.to_parquet(buffer, index=False)
-    store.location(path).write_bytes(buffer.getvalue())
+    loc = store.location(path)
+    if loc.exists():  # replaced (the run was told `overwrite`): it may be a dataset directory
+        loc.remove()
+    loc.write_bytes(buffer.getvalue())
+
+
+#: Written last into a Parquet dataset directory: every part is there.
+TABLE_DONE = "_SUCCESS"
+
+
+def table_parts(path) -> store.Location:
+    """Where the parts of a Parquet dataset are written while the run goes on: beside it
+    (renamed to ``path`` when complete) on a local disk, ``path`` itself elsewhere (complete
+    once it holds :data:`TABLE_DONE`). Replaces what is there."""
+    loc = store.location(str(path).rstrip("/" + os.sep))
+    for old in ((loc, _parts_folder(loc)) if loc.local else (loc,)):
+        if old.exists():
+            old.remove()
+    folder = _parts_folder(loc) if loc.local else loc
+    if loc.local:
+        folder.path.mkdir(parents=True)
+    return folder
+
+
+def _parts_folder(loc: store.Location) -> store.Location:
+    return store.location(loc.path.with_name(loc.path.name + ".incomplete"))
+
+
+def write_table_part(frame, folder, name: str) -> int:
+    """One part of a Parquet dataset (in a worker); returns its rows."""
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    (store.location(folder) / name).write_bytes(buffer.getvalue())
+    return len(frame)
+
+
+def finish_table(folder, path) -> None:
+    """Mark a Parquet dataset complete (and move it to ``path`` on a local disk)."""
+    folder = store.location(folder)
+    (folder / TABLE_DONE).write_bytes(b"")
+    target = store.location(str(path).rstrip("/" + os.sep))
+    if folder.local and folder.path != target.path:
+        os.replace(folder.path, target.path)
