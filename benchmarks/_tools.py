@@ -209,6 +209,60 @@ def chunkseg_he(path, out, min_distance, workers, tissue):
             "chunks": found.get("chunks")}
 
 
+def chunkseg_series(path, out, workers, time_spec):
+    """What ``chunkseg segment SERIES OUT --time all`` runs: every time point in one run."""
+    from chunkseg.run import run_segment
+
+    t0 = time.perf_counter()
+    report = run_segment(path, out, time=time_spec, overwrite=True, scheduler="processes",
+                         workers=int(workers), min_distance=5)
+    return {"compute_s": time.perf_counter() - t0, "objects": report.objects}
+
+
+def chunkseg_separate(path, out, workers, count):
+    """``count`` separate ``chunkseg segment SERIES OUT_t --time t`` commands, one after the
+    other (a shell loop over the time points), each its own process and cluster."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    for t in range(int(count)):
+        subprocess.run([sys.executable, "-m", "chunkseg", "-q", "segment", str(path),
+                        f"{out}/t{t}.zarr", "--time", str(t), "--overwrite", "--no-report",
+                        "--scheduler", "processes", "--workers", str(workers),
+                        "--min-distance", "5"], check=True)
+    return {"compute_s": time.perf_counter() - t0}
+
+
+def chunkseg_measure(path, labels, channels, workers):
+    """The object table of stored labels with the intensities of one channel or of every
+    channel (``chunkseg.measure`` on 2 worker processes): the measuring pass alone."""
+    import chunkseg
+    from chunkseg.cluster import scheduler
+    from chunkseg.io import readers
+
+    with scheduler("processes", workers=int(workers)):
+        t0 = time.perf_counter()
+        names = None
+        if channels == "all":
+            image, names = readers.channels_last(path, channels="all")
+        else:
+            image = chunkseg.open_image(path, channel=int(channels))
+        table = chunkseg.measure(chunkseg.open_labels(labels), image, channel_names=names)
+        elapsed = time.perf_counter() - t0
+    return {"compute_s": elapsed, "rows": len(table), "columns": len(table.columns)}
+
+
+def chunkseg_segment_table(path, out, table, channels, workers):
+    """``chunkseg segment IMAGE OUT --channel 0 --table T [--measure-channels all]``."""
+    from chunkseg.run import run_segment
+
+    t0 = time.perf_counter()
+    report = run_segment(path, out, channel=0, table=table, overwrite=True,
+                         measure_channels=None if channels == "one" else "all",
+                         scheduler="processes", workers=int(workers), min_distance=5)
+    return {"compute_s": time.perf_counter() - t0, "objects": report.objects}
+
+
 def graph_size(nchunks):
     """Tasks and build time of chunkseg's graphs for a lazy input of about ``nchunks`` chunks."""
     import dask.array as da

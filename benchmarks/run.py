@@ -476,11 +476,75 @@ def case_tissue(quick, repeat):
                  "reference")]
 
 
+def case_series(quick, repeat):
+    """16 time points of 256^3 (2 worker processes): one ``--time all`` run against 16
+    separate runs of one time point each, alternating; the labels compared."""
+    import zarr
+
+    from chunkseg.datasets import write_synthetic_series
+
+    n, side = (4, 128) if quick else (16, 256)
+    path = OUT / f"series_{n}x{side}.ome.zarr"
+    if not (path / "0" / "zarr.json").exists():
+        print(f"  generating a series of {n} x {side}^3 chunk by chunk ...", flush=True)
+        write_synthetic_series(path, (n, side, side, side), chunks=(128, 128, 128), seed=0,
+                               radius=(5.0, 9.0))
+    one, many = OUT / f"series_{n}x{side}_all.zarr", OUT / f"series_{n}x{side}_each"
+    many.mkdir(exist_ok=True)
+    all_run, each = _alternating_runs(["chunkseg_series", path, one, 2, "all"],
+                                      ["chunkseg_separate", path, many, 2, n], repeat)
+    got = zarr.open_array(str(one / "0"), mode="r")
+    same = all(np.array_equal(got[t], zarr.open_array(str(many / f"t{t}.zarr" / "0"),
+                                                      mode="r")[:]) for t in range(n))
+    px = float(n * side ** 3)
+    label = f"time series {n} x {side}^3 (--time all)"
+    return [_row(label, "chunkseg one run (2 worker processes)", all_run, each, px,
+                 f"labels {'equal' if same else 'DIFFER from'} the separate runs, "
+                 f"{all_run['result']['objects']} objects"),
+            _row(label, f"chunkseg {n} separate runs (2 worker processes each)", each, each, px,
+                 "reference")]
+
+
+def case_channels(quick, repeat):
+    """A 4096^2 image with 16 channels: the table of every channel against the table of
+    one (the measuring pass alone, on stored labels; and whole segment runs)."""
+    from chunkseg.datasets import write_synthetic_series
+    from chunkseg.run import run_segment
+
+    n, channels = (1024, 4) if quick else (4096, 16)
+    path = OUT / f"channels_{n}_c{channels}.ome.zarr"
+    if not (path / "0" / "zarr.json").exists():
+        print(f"  generating {n}^2 with {channels} channels chunk by chunk ...", flush=True)
+        write_synthetic_series(path, (1, n, n), chunks=(1024, 1024), channels=channels, seed=0)
+    labels = OUT / f"channels_{n}_labels.zarr"
+    if not (labels / "zarr.json").exists():
+        run_segment(path, labels, channel=0, min_distance=5, overwrite=True)
+    every, single = _alternating_runs(["chunkseg_measure", path, labels, "all", 2],
+                                      ["chunkseg_measure", path, labels, 0, 2], repeat)
+    out, table = OUT / f"channels_{n}_run.zarr", OUT / f"channels_{n}.parquet"
+    run_all, run_one = _alternating_runs(
+        ["chunkseg_segment_table", path, out, table, "all", 2],
+        ["chunkseg_segment_table", path, out, table, "one", 2], repeat)
+    px = float(n * n)
+    label = f"table of {channels} channels, {n}x{n}"
+    rows = [_row(label + ": measuring pass", f"chunkseg measure, {channels} channels", every,
+                 single, px, f"{every['result']['rows']} rows x {every['result']['columns']} "
+                 "columns"),
+            _row(label + ": measuring pass", "chunkseg measure, 1 channel", single, single, px,
+                 "reference"),
+            _row(label + ": segment + table", f"chunkseg segment --measure-channels all",
+                 run_all, run_one, px, f"{run_all['result']['objects']} objects"),
+            _row(label + ": segment + table", "chunkseg segment --table (1 channel)", run_one,
+                 run_one, px, "reference")]
+    return rows
+
+
 CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": case_segment3d,
          "mosaic": case_mosaic, "label2d": case_label2d, "label3d": case_label3d,
          "scaling": case_scaling, "scaling_ooc": case_scaling_ooc, "graph": case_graph,
          "outofcore": case_outofcore, "object_storage": case_object_storage,
-         "cells": case_cells, "brightfield": case_brightfield, "tissue": case_tissue}
+         "cells": case_cells, "brightfield": case_brightfield, "tissue": case_tissue,
+         "series": case_series, "channels": case_channels}
 
 
 def _table(rows):

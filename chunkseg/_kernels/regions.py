@@ -71,17 +71,40 @@ def block_partial(labels: np.ndarray, image: np.ndarray | None = None, *, origin
         hi[:, axis] = np.maximum.reduceat(c, starts) + 1
     part = {"label": uniq, "count": counts, "coord_sum": coord_sum, "bbox_min": lo, "bbox_max": hi}
     if image is not None:
-        pixels = image.reshape(-1, channels) if channels is not None else image.ravel()
-        values = pixels[where].astype(np.float64)
-        mean = np.add.reduceat(values, starts, axis=0) / _per_row(counts, values)
-        dev = values - np.repeat(mean, counts, axis=0)
-        part.update(
-            mean=mean,
-            m2=np.add.reduceat(dev * dev, starts, axis=0),
-            min=np.minimum.reduceat(values, starts, axis=0),
-            max=np.maximum.reduceat(values, starts, axis=0),
-        )
+        # channels first (the storage order: a view of a channels-last block), one row each
+        pixels = image.reshape(1, -1) if channels is None else \
+            np.moveaxis(image, -1, 0).reshape(channels, -1)
+        stats = _intensity(pixels[:, where], starts, counts)
+        if channels is None:
+            stats = {k: v[0] for k, v in stats.items()}
+        else:
+            stats = {k: np.ascontiguousarray(v.T) for k, v in stats.items()}
+        part.update(stats)
     return part
+
+
+def _intensity(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> dict:
+    """Mean, m2, min and max of each group of ``values`` (channels, pixels sorted by label)
+    per channel: rows of one channel each, a column per group.
+
+    Unsigned 8- and 16-bit images sum exactly in integers (values, and squares in 32
+    bits), and m2 = sum(x^2) - sum(x)^2 / n is formed exactly from them (Python integers,
+    one per group and channel), so no float array of the pixels is made; other dtypes go
+    through float64 deviations from the group mean."""
+    n = counts.astype(np.float64)
+    lo = np.minimum.reduceat(values, starts, axis=1).astype(np.float64)
+    hi = np.maximum.reduceat(values, starts, axis=1).astype(np.float64)
+    if values.dtype.kind == "u" and values.dtype.itemsize <= 2:
+        total = np.add.reduceat(values, starts, axis=1, dtype=np.int64)
+        squares = np.add.reduceat(np.square(values, dtype=np.uint32), starts, axis=1,
+                                  dtype=np.uint64)
+        k = counts.astype(object)
+        m2 = (squares.astype(object) * k - total.astype(object) ** 2) / k
+        return {"mean": total / n, "m2": m2.astype(np.float64), "min": lo, "max": hi}
+    x = values.astype(np.float64)
+    mean = np.add.reduceat(x, starts, axis=1) / n
+    dev = x - np.repeat(mean, counts, axis=1)
+    return {"mean": mean, "m2": np.add.reduceat(dev * dev, starts, axis=1), "min": lo, "max": hi}
 
 
 def merge(*parts: dict | None) -> dict | None:

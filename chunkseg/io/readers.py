@@ -724,7 +724,8 @@ def channels_last(path, *, channels, level: int = 0, time=None,
             raise InputError(f"`measure_channels` names a channel twice: {', '.join(map(str, channels))}")
     if picked != list(range(len(names))):
         x = x[(slice(None),) * c + (np.asarray(picked),)]
-    x = da.moveaxis(x, c, -1).rechunk({x.ndim - 1: -1})
+    # whole along the channels as stored, then moved last: each block a view (no copy)
+    x = da.moveaxis(x.rechunk({c: -1}), c, -1)
     return x, [names[i] for i in picked]
 
 
