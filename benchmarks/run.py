@@ -532,7 +532,7 @@ def case_channels(quick, repeat):
                  "columns"),
             _row(label + ": measuring pass", "chunkseg measure, 1 channel", single, single, px,
                  "reference"),
-            _row(label + ": segment + table", f"chunkseg segment --measure-channels all",
+            _row(label + ": segment + table", "chunkseg segment --measure-channels all",
                  run_all, run_one, px, f"{run_all['result']['objects']} objects"),
             _row(label + ": segment + table", "chunkseg segment --table (1 channel)", run_one,
                  run_one, px, "reference")]

@@ -52,3 +52,9 @@ def test_readme_brightfield_example_runs(tmp_path, monkeypatch, capsys):
 
     data = json.loads((tmp_path / "nuclei.geojson").read_text())
     assert data["features"] and "intensity_mean" in data["features"][0]["properties"]["measurements"]
+
+
+def test_readme_series_example_runs(tmp_path, monkeypatch, capsys):
+    out = _run_block("write_synthetic_series", tmp_path, monkeypatch, capsys)
+    assert out.startswith("4 time points: ") and "intensity_mean-KI67" in out
+    assert (tmp_path / "series_labels.zarr").exists()

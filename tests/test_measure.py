@@ -141,3 +141,28 @@ def test_measure_and_compare_show_progress_when_asked(tmp_path, capsys):
     assert "100%" in capsys.readouterr().err
     run_measure(out, tmp_path / "n.csv")  # stderr is not a terminal here: no bar
     assert "chunkseg: [" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+def test_intensity_statistics_exact_for_every_dtype_and_channel_count(dtype):
+    """Bright objects with a small spread (where sum(x^2) - sum(x)^2/n cancels in floats)
+    and one or three channels: equal to regionprops on the whole image."""
+    rng = np.random.default_rng(4)
+    labels = np.zeros((120, 130), np.int32)
+    for k, (y, x) in enumerate(rng.integers(5, 110, (25, 2)), start=1):
+        labels[y:y + 9, x:x + 11] = k
+    top = 250 if dtype == np.uint8 else 30000
+    image = (top - rng.integers(0, 3, (3, 120, 130))).astype(dtype)
+    if dtype == np.int16:
+        image = -image
+    props = ("label", "intensity_mean", "intensity_min", "intensity_max", "intensity_std")
+    for channels in (image[0], np.moveaxis(image, 0, -1)):
+        got = chunkseg.measure(da.from_array(labels, chunks=40),
+                               da.from_array(channels, chunks=(40, 40) + channels.shape[2:]),
+                               properties=props)
+        want = pd.DataFrame(regionprops_table(labels, intensity_image=channels, properties=props))
+        assert list(got.columns) == list(want.columns)
+        # regionprops averages float32 in float32; chunkseg in float64
+        rtol = 1e-6 if dtype == np.float32 else 1e-9
+        for col in want.columns:
+            np.testing.assert_allclose(got[col], want[col], rtol=rtol, atol=1e-9)
