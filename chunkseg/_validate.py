@@ -88,3 +88,11 @@ def check_numeric_for_threshold(dtype, *, name: str = "image") -> None:
         raise InputError(
             f"`{name}` is boolean, so it is already a mask; threshold an intensity image"
         )
+
+
+def time_text(time):
+    """A time selection as a run records and shows it: ``A:B`` for a ``(start, stop)``
+    pair (either end may be empty), anything else as it is."""
+    if isinstance(time, tuple):
+        return ":".join("" if v is None else str(v) for v in time)
+    return time

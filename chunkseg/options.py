@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ._validate import InputError, check_classes, check_int
+from ._validate import InputError, check_classes, check_int, time_text
 from .cluster import check_scheduler
 from .filters import describe_threshold, parse_filter, parse_threshold
 from .segment import check_method
@@ -98,13 +98,6 @@ def check_time(time):
             for v in time):
         return tuple(None if v is None else int(v) for v in time)
     raise InputError(f"`time` must be all, a time point T or A:B (integers >= 0), got {time!r}")
-
-
-def time_record(time):
-    """``time`` as the run report and the resume check keep it."""
-    if isinstance(time, tuple):
-        return ":".join("" if v is None else str(v) for v in time)
-    return time
 
 
 def check_channels(channels):
@@ -298,7 +291,7 @@ class SegmentOptions(_Run):
             "halo": self.halo, "chunks": list(chunks),
             "polarity": self.polarity, "stain": self.stain,
             "stain_vectors": _vectors_record(self.stain_vectors), "tissue": self.tissue,
-            "time": time_record(self.time), "threshold_scope": self.threshold_scope,
+            "time": time_text(self.time), "threshold_scope": self.threshold_scope,
         }
 
 

@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from .._validate import ChunkReadError, InputError, check_image_array
+from .._validate import ChunkReadError, InputError, check_image_array, time_text
 from . import ngff, store
 from .writers import COMPLETE_KEY, LABELS_ARRAY, is_complete, label_arrays
 
@@ -596,17 +596,13 @@ def time_points(spec, n: int, path) -> list[int] | int:
     start, stop = spec
     for end in (start, stop):
         if end is not None and not 0 <= end <= n:
-            raise InputError(f"time points {_time_text(spec)} are outside {path}'s {n} time "
+            raise InputError(f"time points {time_text(spec)} are outside {path}'s {n} time "
                              f"points (0..{n - 1}); pick A:B with 0 <= A < B <= {n}")
     picked = list(range(n))[start:stop]
     if not picked:
-        raise InputError(f"time points {_time_text(spec)} select none of {path}'s {n}; pick "
+        raise InputError(f"time points {time_text(spec)} select none of {path}'s {n}; pick "
                          f"A:B with A < B")
     return picked
-
-
-def _time_text(spec) -> str:
-    return ":".join("" if v is None else str(v) for v in spec)
 
 
 def _pick_time(x: da.Array, axes: str, path, time) -> tuple[da.Array, str]:
@@ -639,41 +635,30 @@ def _select(x: da.Array, info: ImageInfo, channel, rgb: bool = False,
     three channels where they are stored; ``axes`` names the axes kept."""
     x, axes = _pick_time(x, info.axes, info.path, time)
     series = axes.startswith("t")
-    chan_axes = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES]
-    if len(chan_axes) > 1:
-        raise InputError(f"{info.path} has two channel axes ({axes}); split the channels first")
+    c = _channel_axis(axes, info.path)
     if rgb:
-        n = x.shape[chan_axes[0]] if chan_axes else 1
+        n = x.shape[c] if c is not None else 1
         if n != 3 or channel is not None:
             what = ("RGBA (4 channels)" if n == 4 else f"{n} channel" + ("s" if n != 1 else ""))
             raise InputError(
                 f"`stain` needs an RGB image (3 channels) and takes all three; {info.path} is "
                 f"{what}" if channel is None else
                 "`stain` uses the three colour channels: drop `channel`")
-        c = chan_axes[0]
         if x.ndim - series not in (3, 4):
             raise InputError(f"{info.path} is {x.ndim - 1 - series}-D ({axes}) with its colours; "
                              "chunkseg segments 2D (YX) and 3D (ZYX) images")
         return x, axes  # the colours stay where they are stored (axes names them)
-    if chan_axes:
-        c = chan_axes[0]
+    if c is not None:
         n = x.shape[c]
-        names = info.channels or [str(i) for i in range(n)]
-        listing = ", ".join(f"{i}={name}" for i, name in enumerate(names))
+        names = _channel_names(info, n)
         if channel is None:
             if n != 1:
                 raise InputError(
-                    f"{info.path} has {n} channels ({listing}); pick one with `channel`"
+                    f"{info.path} has {n} channels ({_listing(names)}); pick one with `channel`"
                 )
             index = 0
-        elif isinstance(channel, str) and not channel.lstrip("-").isdigit():
-            if channel not in names:
-                raise InputError(f"channel {channel!r} does not exist in {info.path}; channels: {listing}")
-            index = names.index(channel)
         else:
-            index = int(channel)
-            if not 0 <= index < n:
-                raise InputError(f"channel {channel} does not exist in {info.path}; channels: {listing}")
+            index = _channel_index(channel, names, info.path)
         x = x[(slice(None),) * c + (index,)]
         axes = axes[:c] + axes[c + 1 :]
     elif channel is not None and channel != 0 and channel != "0":
@@ -686,9 +671,35 @@ def _select(x: da.Array, info: ImageInfo, channel, rgb: bool = False,
     return x, axes
 
 
+def _channel_axis(axes: str, path) -> int | None:
+    """Where the one channel axis is (None: there is none); two are refused."""
+    found = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES]
+    if len(found) > 1:
+        raise InputError(f"{path} has two channel axes ({axes}); split the channels first")
+    return found[0] if found else None
+
+
 def _channel_names(info: ImageInfo, n: int) -> list[str]:
     return list(info.channels) if info.channels and len(info.channels) == n else \
         [str(i) for i in range(n)]
+
+
+def _listing(names) -> str:
+    return ", ".join(f"{i}={name}" for i, name in enumerate(names))
+
+
+def _channel_index(channel, names: list, path) -> int:
+    """The index of ``channel`` (a name, or an index as an int or a string of digits)."""
+    if isinstance(channel, str) and not channel.lstrip("-").isdigit():
+        if channel not in names:
+            raise InputError(f"channel {channel!r} does not exist in {path}; channels: "
+                             f"{_listing(names)}")
+        return names.index(channel)
+    index = int(channel)
+    if not 0 <= index < len(names):
+        raise InputError(f"channel {channel} does not exist in {path}; channels: "
+                         f"{_listing(names)}")
+    return index
 
 
 def channels_last(path, *, channels, level: int = 0, time=None,
@@ -699,27 +710,15 @@ def channels_last(path, *, channels, level: int = 0, time=None,
     source = _open_source(path, level, missing_chunks)
     info = source.info
     x, axes = _pick_time(source.array, info.axes, info.path, time)
-    chan = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES]
-    if not chan or x.shape[chan[0]] == 1:
+    c = _channel_axis(axes, info.path)
+    if c is None or x.shape[c] == 1:
         raise InputError(f"`measure_channels` measures several channels; {info.path} has one "
                          "(drop `measure_channels`: the table measures the segmented image)")
-    if len(chan) > 1:
-        raise InputError(f"{info.path} has two channel axes ({axes}); split the channels first")
-    c = chan[0]
     names = _channel_names(info, x.shape[c])
     if channels == "all":
         picked = list(range(len(names)))
     else:
-        picked = []
-        listing = ", ".join(f"{i}={name}" for i, name in enumerate(names))
-        for want in channels:
-            if isinstance(want, str) and want in names:
-                picked.append(names.index(want))
-            elif str(want).isdigit() and int(want) < len(names):
-                picked.append(int(want))
-            else:
-                raise InputError(f"channel {want!r} does not exist in {info.path}; channels: "
-                                 f"{listing}")
+        picked = [_channel_index(want, names, info.path) for want in channels]
         if len(set(picked)) != len(picked):
             raise InputError(f"`measure_channels` names a channel twice: {', '.join(map(str, channels))}")
     if picked != list(range(len(names))):
