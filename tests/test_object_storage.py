@@ -133,13 +133,15 @@ def test_https_ome_zarr_is_read_and_segmented_to_local(s3, tmp_path, capsys):
 
 
 def _wait_for_markers(fs, output: str, proc, at_least: int = 2, timeout: float = 120) -> None:
-    """Until ``at_least`` chunks of a run writing to ``output`` (bucket/key) are marked done."""
+    """Until ``at_least`` chunks of a run writing to ``output`` (bucket/key) are written (on
+    object storage the level-0 chunk is its own marker)."""
     import time
 
-    done = f"{output}/.chunkseg-progress/done"
+    done = f"{output}/0/c"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if fs.exists(done) and len(fs.ls(done, refresh=True)) >= at_least:
+        fs.invalidate_cache()
+        if fs.exists(done) and len(fs.find(done)) >= at_least:
             return
         time.sleep(0.01)
     raise AssertionError(f"no {at_least} chunks of {output} were written in time")
@@ -147,8 +149,13 @@ def _wait_for_markers(fs, output: str, proc, at_least: int = 2, timeout: float =
 
 def _resume_and_compare(url: str, args, image) -> None:
     """The output at ``url`` is incomplete; ``--resume`` finishes it with the whole-image labels."""
+    from chunkseg.io import resume
+
     with pytest.raises(chunkseg.InputError, match="incomplete"):
         chunkseg.open_labels(url)
+    done = resume.done_blocks(url)  # the chunks stored are the blocks done
+    total = int(np.prod(zarr.open_array(url + "/0", mode="r").cdata_shape))
+    assert 0 < len(done) < total, (len(done), total)
     run = subprocess.run([sys.executable, *args, "--resume"], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr
@@ -158,7 +165,7 @@ def _resume_and_compare(url: str, args, image) -> None:
 
 @pytest.mark.slow  # the server-gone test below resumes on S3 in the default run
 def test_killed_run_on_s3_is_incomplete_and_resume_finishes_it(s3, tmp_path):
-    """Markers are objects beside the chunks: a run killed mid-way resumes bit-identically."""
+    """The chunks are their own markers: a run killed mid-way resumes bit-identically."""
     import signal
 
     image = synthetic_nuclei((512, 768), seed=5)
@@ -206,6 +213,35 @@ def test_server_gone_mid_run_is_one_line_exit_1_and_resumable(s3, tmp_path):
         assert "s3://gone/" in lines[0] and "chunk (" in lines[0] and "resume" in lines[0], lines
     with s3_server(port):
         _resume_and_compare("s3://gone/out.zarr", args, image)
+
+
+def test_chunks_read_again_come_from_the_process_cache(s3, tmp_path):
+    """A remote chunk read twice is one request; a store opened again asks the server anew
+    (rewritten data is seen); ``chunkseg.read-cache: 0`` turns the cache off."""
+    from chunkseg.io import store
+    from chunkseg.io._readcache import chunk_cache
+
+    fs = s3["fs"]
+    image = np.arange(40 * 60, dtype=np.uint16).reshape(40, 60)
+    zarr.create_array(str(tmp_path / "c.zarr"), data=image, chunks=(20, 20))
+    fs.put(str(tmp_path / "c.zarr"), "data/cache.zarr", recursive=True)
+    cache = chunk_cache()
+    array = zarr.open_array(store.location("s3://data/cache.zarr").zarr_store(read_only=True),
+                            mode="r")
+    hits, misses = cache.hits, cache.misses
+    np.testing.assert_array_equal(array[:], image)
+    np.testing.assert_array_equal(array[:], image)
+    assert (cache.hits - hits, cache.misses - misses) == (6, 6)
+    zarr.create_array(str(tmp_path / "c.zarr"), data=image + 1, chunks=(20, 20), overwrite=True)
+    fs.rm("data/cache.zarr", recursive=True)
+    fs.put(str(tmp_path / "c.zarr"), "data/cache.zarr", recursive=True)
+    again = zarr.open_array(store.location("s3://data/cache.zarr").zarr_store(read_only=True),
+                            mode="r")
+    np.testing.assert_array_equal(again[:], image + 1)
+    hits = cache.hits
+    with dask.config.set({"chunkseg.read-cache": 0}):
+        np.testing.assert_array_equal(again[:], image + 1)
+    assert cache.hits == hits
 
 
 def test_tiled_pyramidal_tiff_on_s3_is_read_by_byte_ranges(s3, tmp_path):

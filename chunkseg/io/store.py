@@ -166,8 +166,13 @@ class Location:
             return _obstore(self.name, json.loads(self.options), read_only)
         from zarr.storage import FsspecStore
 
-        return FsspecStore.from_url(self.name, storage_options=json.loads(self.options),
-                                    read_only=read_only)
+        fs_store = FsspecStore.from_url(self.name, storage_options=json.loads(self.options),
+                                        read_only=read_only)
+        if not read_only:
+            return fs_store
+        from ._readcache import CachedStore
+
+        return CachedStore(fs_store)
 
     @property
     def fork_safe(self) -> bool:
@@ -217,6 +222,18 @@ class Location:
         except FileNotFoundError:
             return []
         return [p.rstrip("/").rsplit("/", 1)[-1] for p in found]
+
+    def keys(self) -> set[str]:
+        """Every key below this location (a folder or a key prefix), relative to it."""
+        if self.local:
+            return {p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
+                    if p.is_file()}
+        root = self.fs._strip_protocol(self.name).rstrip("/") + "/"
+        try:
+            found = self._call("list", self.fs.find, self.name)
+        except FileNotFoundError:
+            return set()
+        return {p[len(root):] for p in found if p.startswith(root)}
 
     def token(self) -> str:
         """A token that changes when what is stored here is rewritten."""
