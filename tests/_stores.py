@@ -46,3 +46,19 @@ def write_pyramidal_tiff(path: Path, image: np.ndarray, levels: int = 3, tile=(6
             data = data[::2, ::2]
             tif.write(data, tile=tile, subfiletype=1)
     return path
+
+
+def put_input_with_local_labels(fs, folder: Path, seed: int):
+    """A 300x340 synthetic input in 100x120 chunks, put at ``data/in.zarr`` of ``fs`` (an
+    object store's filesystem), and its labels segmented on local disk: (image, labels)."""
+    import chunkseg
+    from chunkseg.cli import main
+    from chunkseg.datasets import synthetic_nuclei
+
+    image = synthetic_nuclei((300, 340), seed=seed)
+    local = folder / "in.zarr"
+    zarr.create_array(str(local), data=image, chunks=(100, 120))
+    assert main(["-q", "segment", str(local), str(folder / "local.zarr"),
+                 "--min-distance", "6"]) == 0
+    fs.put(str(local), "data/in.zarr", recursive=True)
+    return image, chunkseg.open_labels(folder / "local.zarr").compute()

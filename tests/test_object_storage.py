@@ -17,7 +17,7 @@ from chunkseg.cli import main
 from chunkseg.datasets import synthetic_nuclei
 
 from ._servers import SECRET, http_server, s3_server
-from ._stores import write_ome_zarr
+from ._stores import put_input_with_local_labels, write_ome_zarr
 
 
 
@@ -30,13 +30,7 @@ def s3(tmp_path_factory):
         fs = s3fs.S3FileSystem(skip_instance_cache=True)
         fs.mkdir("data")
         folder = tmp_path_factory.mktemp("s3")
-        image = synthetic_nuclei((300, 340), seed=21)
-        local = folder / "in.zarr"
-        zarr.create_array(str(local), data=image, chunks=(100, 120))
-        assert main(["-q", "segment", str(local), str(folder / "local.zarr"),
-                     "--min-distance", "6"]) == 0
-        fs.put(str(local), "data/in.zarr", recursive=True)
-        want = chunkseg.open_labels(folder / "local.zarr").compute()
+        image, want = put_input_with_local_labels(fs, folder, seed=21)
         yield {"fs": fs, "env": env, "image": image, "want": want, "folder": folder}
 
 

@@ -168,6 +168,8 @@ class Location:
 
         fs_store = FsspecStore.from_url(self.name, storage_options=json.loads(self.options),
                                         read_only=read_only)
+        if self.protocol in ("az", "abfs"):
+            _close_clients_before_zarr_stops()
         if not read_only:
             return fs_store
         from ._readcache import CachedStore
@@ -281,6 +283,32 @@ def _obstore(url: str, options: dict, read_only: bool):
     client = {"allow_http": True} if endpoint.startswith("http://") else {}
     return ObjectStore(S3Store.from_url(url, config=config or None, client_options=client or None),
                        read_only=read_only)
+
+
+@functools.cache
+def _close_clients_before_zarr_stops() -> None:
+    """adlfs closes each Azure client in a ``weakref.finalize`` that holds the filesystem
+    itself, so it runs only at exit, on the filesystem's event loop (None for the ones zarr
+    makes, whose clients live on zarr's loop); by then zarr has stopped its loop and each
+    prints "Loop is not running" after a clean run. This hook, registered after zarr's
+    (atexit runs the last one first), closes them while the loops still run."""
+    import atexit
+    import weakref
+
+    def close() -> None:
+        from fsspec.asyn import sync
+        from zarr.core.sync import _get_loop
+
+        for finalizer in list(weakref.finalize._registry):
+            args = (finalizer.peek() or (None, None, ()))[2]  # (object, func, args, kwargs)
+            if len(args) != 3 or type(args[2]).__module__.split(".")[0] != "adlfs":
+                continue
+            loop, func, fs = args
+            finalizer.detach()
+            with contextlib.suppress(Exception):
+                sync(loop if loop is not None and loop.is_running() else _get_loop(), func, fs)
+
+    atexit.register(close)
 
 
 def _short(exc: BaseException) -> str:
