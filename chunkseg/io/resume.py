@@ -173,7 +173,7 @@ def _block_name(index) -> str:
 
 def marker_paths(path, indices) -> dict:
     """The marker file of each block index (its folder created): written after the chunk.
-    None on object storage, where the chunk is its own marker."""
+    Empty on object storage, where the chunk is its own marker."""
     loc = store.location(path)
     if not loc.local:
         return {}
