@@ -139,6 +139,33 @@ def test_region_partials_merge_to_regionprops():
     assert regions.merge(None, regions.empty_partial(2, True)) is None
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+def test_region_intensities_same_in_either_channel_layout_and_as_numpy(dtype):
+    """The compiled per-channel statistics read channels-first storage and contiguous
+    channels-last blocks alike, and equal numpy's reductions per object; a NaN makes
+    every statistic of its object NaN, as numpy's do."""
+    rng = np.random.default_rng(7)
+    labels = ndi.label(real_image("human-mitosis")[:200, :200] > 40)[0]
+    first = rng.integers(-100 if dtype == np.int16 else 0, 200, (5,) + labels.shape)
+    first = first.astype(dtype)
+    if dtype == np.float32:
+        first[2, labels == 3] = np.where(np.arange((labels == 3).sum()) == 4, np.nan, 1.0)
+    views = (np.moveaxis(first, 0, -1), np.ascontiguousarray(np.moveaxis(first, 0, -1)))
+    got = [regions.block_partial(labels, v, origin=(0, 0)) for v in views]
+    for key in ("mean", "m2", "min", "max"):
+        np.testing.assert_array_equal(got[0][key], got[1][key])
+    for row, k in enumerate(got[0]["label"]):
+        pixels = first[:, labels == k].astype(np.float64)
+        np.testing.assert_array_equal(got[0]["min"][row], pixels.min(axis=1))
+        np.testing.assert_array_equal(got[0]["max"][row], pixels.max(axis=1))
+        np.testing.assert_allclose(got[0]["mean"][row], pixels.mean(axis=1), rtol=1e-12)
+        np.testing.assert_allclose(got[0]["m2"][row], pixels.var(axis=1) * pixels.shape[1],
+                                   rtol=1e-9, atol=1e-9)
+    if dtype == np.float32:
+        row = int(np.flatnonzero(got[0]["label"] == 3)[0])
+        assert all(np.isnan(got[0][key][row, 2]) for key in ("mean", "m2", "min", "max"))
+
+
 def _heap_flood(level, mask, order, labels, top, connectivity):
     """The flooding the kernel promises, written plainly: a heap of (max(priority, priority of
     the pixel popped), push count), markers pushed first in the given order."""

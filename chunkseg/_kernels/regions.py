@@ -12,6 +12,7 @@ gives intensity rows of one value per channel (2-D arrays), the label work
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 _EMPTY_LABELS = np.empty(0, dtype=np.uint64)
@@ -71,10 +72,15 @@ def block_partial(labels: np.ndarray, image: np.ndarray | None = None, *, origin
         hi[:, axis] = np.maximum.reduceat(c, starts) + 1
     part = {"label": uniq, "count": counts, "coord_sum": coord_sum, "bbox_min": lo, "bbox_max": hi}
     if image is not None:
-        # channels first (the storage order: a view of a channels-last block), one row each
-        pixels = image.reshape(1, -1) if channels is None else \
-            np.moveaxis(image, -1, 0).reshape(channels, -1)
-        stats = _intensity(pixels[:, where], starts, counts)
+        # a row of pixels per channel, a view in both layouts (no copy of the block): a
+        # channels-last view of channels-first storage (how runs read), or channels last
+        if channels is None:
+            pixels = image.reshape(1, -1)
+        elif image.flags.c_contiguous:
+            pixels = image.reshape(-1, channels).T
+        else:
+            pixels = np.moveaxis(image, -1, 0).reshape(channels, -1)
+        stats = _intensity(pixels, where, starts, counts)
         if channels is None:
             stats = {k: v[0] for k, v in stats.items()}
         else:
@@ -83,28 +89,94 @@ def block_partial(labels: np.ndarray, image: np.ndarray | None = None, *, origin
     return part
 
 
-def _intensity(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> dict:
-    """Mean, m2, min and max of each group of ``values`` (channels, pixels sorted by label)
-    per channel: rows of one channel each, a column per group.
+def _intensity(values: np.ndarray, where: np.ndarray, starts: np.ndarray,
+               counts: np.ndarray) -> dict:
+    """Mean, m2, min and max per channel of the pixels ``values[:, where]`` grouped by
+    ``starts``/``counts`` (``values``: channels, pixels; one row per channel, a column
+    per group), in one compiled pass per channel that reads the pixels in place (no
+    gathered copy of them per channel).
 
-    Unsigned 8- and 16-bit images sum exactly in integers (values, and squares in 32
-    bits), and m2 = sum(x^2) - sum(x)^2 / n is formed exactly from them (Python integers,
-    one per group and channel), so no float array of the pixels is made; other dtypes go
-    through float64 deviations from the group mean."""
-    n = counts.astype(np.float64)
-    lo = np.minimum.reduceat(values, starts, axis=1).astype(np.float64)
-    hi = np.maximum.reduceat(values, starts, axis=1).astype(np.float64)
-    if values.dtype.kind == "u" and values.dtype.itemsize <= 2:
-        total = np.add.reduceat(values, starts, axis=1, dtype=np.int64)
-        squares = np.add.reduceat(np.square(values, dtype=np.uint32), starts, axis=1,
-                                  dtype=np.uint64)
-        k = counts.astype(object)
-        m2 = (squares.astype(object) * k - total.astype(object) ** 2) / k
-        return {"mean": total / n, "m2": m2.astype(np.float64), "min": lo, "max": hi}
-    x = values.astype(np.float64)
-    mean = np.add.reduceat(x, starts, axis=1) / n
-    dev = x - np.repeat(mean, counts, axis=1)
-    return {"mean": mean, "m2": np.add.reduceat(dev * dev, starts, axis=1), "min": lo, "max": hi}
+    Integers of 8 and 16 bits sum exactly in int64 (values and squares), and m2 is
+    formed from those exact sums without cancellation; other dtypes go through float64
+    deviations from the group mean (two passes)."""
+    integer = values.dtype.kind in "ui" and values.dtype.itemsize <= 2
+    if integer and len(counts):
+        top = max(abs(int(np.iinfo(values.dtype).min)), int(np.iinfo(values.dtype).max))
+        integer = int(counts.max()) * top * top < 2 ** 62  # sum(x^2) fits in int64
+    stats = (_integer_stats if integer else _float_stats)(values, where, starts, counts)
+    return dict(zip(("mean", "m2", "min", "max"), stats))
+
+
+@numba.njit(cache=True, nogil=True)
+def _empty_stats(values, starts):
+    shape = (values.shape[0], len(starts))
+    return np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape)
+
+
+@numba.njit(cache=True, nogil=True)
+def _integer_stats(values, where, starts, counts):
+    """Exact sums: with tot = q n + r (0 <= r < n), n sum(x^2) - tot^2 = n A - r^2 where
+    A = sum(x^2) - q^2 n - 2 q r is an int64 that does not overflow, so
+    m2 = A - r^2 / n rounds once. Channels innermost: each pixel's values are read
+    together, whichever the layout."""
+    mean, m2, lo, hi = _empty_stats(values, starts)
+    nc = values.shape[0]
+    tot, sq = np.zeros(nc, np.int64), np.zeros(nc, np.int64)
+    a, b = np.zeros(nc, np.int64), np.zeros(nc, np.int64)
+    for g in range(len(starts)):
+        s0, n = starts[g], counts[g]
+        for c in range(nc):
+            tot[c] = sq[c] = 0
+            a[c] = b[c] = values[c, where[s0]]
+        for i in range(s0, s0 + n):
+            w = where[i]
+            for c in range(nc):
+                x = np.int64(values[c, w])
+                tot[c] += x
+                sq[c] += x * x
+                a[c] = min(a[c], x)
+                b[c] = max(b[c], x)
+        for c in range(nc):
+            q = tot[c] // n
+            r = tot[c] - q * n
+            m2[c, g] = np.float64(sq[c] - q * q * n - 2 * q * r) - np.float64(r * r) / n
+            mean[c, g] = tot[c] / n
+            lo[c, g] = a[c]
+            hi[c, g] = b[c]
+    return mean, m2, lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
+def _float_stats(values, where, starts, counts):
+    """float64 mean, then the sum of squared deviations from it; NaN propagates to every
+    statistic of its group, as in numpy's reductions."""
+    mean, m2, lo, hi = _empty_stats(values, starts)
+    nc = values.shape[0]
+    tot, dev = np.zeros(nc), np.zeros(nc)
+    for g in range(len(starts)):
+        s0, n = starts[g], counts[g]
+        for c in range(nc):
+            tot[c] = dev[c] = 0.0
+            lo[c, g] = hi[c, g] = values[c, where[s0]]
+        for i in range(s0, s0 + n):
+            w = where[i]
+            for c in range(nc):
+                x = np.float64(values[c, w])
+                tot[c] += x
+                if x < lo[c, g] or x != x:
+                    lo[c, g] = x
+                if x > hi[c, g] or x != x:
+                    hi[c, g] = x
+        for c in range(nc):
+            mean[c, g] = tot[c] / n
+        for i in range(s0, s0 + n):
+            w = where[i]
+            for c in range(nc):
+                d = np.float64(values[c, w]) - mean[c, g]
+                dev[c] += d * d
+        for c in range(nc):
+            m2[c, g] = dev[c]
+    return mean, m2, lo, hi
 
 
 def merge(*parts: dict | None) -> dict | None:

@@ -13,7 +13,9 @@ import functools
 import glob
 import threading
 from pathlib import Path
+from typing import Callable
 
+import dask
 import dask.array as da
 import numpy as np
 import zarr
@@ -74,6 +76,10 @@ class _Level:
 
     array: da.Array
     info: ImageInfo
+    #: the same level chunked otherwise, read in one task per new chunk (Zarr sources: a
+    #: chunk whole along an axis is one read of the stored chunks, not a concatenation
+    #: task over tasks that each read one, whose pieces may sit on other workers)
+    reopen: Callable[[tuple], da.Array] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,9 +228,15 @@ def _source_from_zarr_array(array, path: Path, fmt: str, axes: str,
                             missing: str = "error") -> _Level:
     check_image_array(array.shape, array.dtype, name=str(path))
     reader = _ZarrChunks(array, str(path), allow_missing=missing == "fill")
-    x = da.from_array(reader, chunks=array.chunks, inline_array=True, asarray=False,
-                      meta=np.empty((0,) * array.ndim, dtype=array.dtype),
-                      name=f"zarr-{store.token(path)[:10]}-{reader.token}")
+
+    def reopen(chunks):
+        suffix = "" if tuple(chunks) == tuple(array.chunks) else \
+            "-" + dask.base.tokenize(chunks)[:8]
+        return da.from_array(reader, chunks=chunks, inline_array=True, asarray=False,
+                             meta=np.empty((0,) * array.ndim, dtype=array.dtype),
+                             name=f"zarr-{store.token(path)[:10]}-{reader.token}{suffix}")
+
+    x = reopen(array.chunks)
     info = ImageInfo(
         path=str(path),
         format=fmt,
@@ -234,7 +246,7 @@ def _source_from_zarr_array(array, path: Path, fmt: str, axes: str,
         axes=axes,
         levels=[tuple(array.shape)],
     )
-    return _Level(x, info)
+    return _Level(x, info, reopen)
 
 
 class _ZarrChunks:
@@ -721,6 +733,12 @@ def channels_last(path, *, channels, level: int = 0, time=None,
         picked = [_channel_index(want, names, info.path) for want in channels]
         if len(set(picked)) != len(picked):
             raise InputError(f"`measure_channels` names a channel twice: {', '.join(map(str, channels))}")
+    if source.reopen is not None and 2 * len(picked) > len(names):
+        # each block read whole along the channels in one task: not a task per stored
+        # chunk and a concatenation of their pieces, which may sit on other workers
+        chunks = list(info.chunks)
+        chunks[info.axes.index("c")] = len(names)
+        x, axes = _pick_time(source.reopen(tuple(chunks)), info.axes, info.path, time)
     if picked != list(range(len(names))):
         x = x[(slice(None),) * c + (np.asarray(picked),)]
     # whole along the channels as stored, then moved last: each block a view (no copy)
