@@ -175,6 +175,24 @@ def test_table_of_every_channel_equals_regionprops(tmp_path, series2d):
                                got[got.t == 1]["intensity_max-Tubulin"].to_numpy())
 
 
+def test_every_channel_of_a_block_read_in_one_task(series2d):
+    """The table's image: each block whole along the channels is one read of the stored
+    chunks (not a read per channel and a concatenation task, whose pieces may sit on
+    other workers); a pick of one channel of three reads only that channel's chunks."""
+    from dask.core import flatten
+
+    from chunkseg.io import readers
+
+    path, image = series2d
+    for channels, want in (("all", image), (["Tubulin"], image[:, [2]])):
+        x, names = readers.channels_last(path, channels=channels, time="all")
+        culled = x.__dask_graph__().cull(set(flatten(x.__dask_keys__())))
+        kinds = [str(k[0]).split("-")[0] for k in dict(culled) if isinstance(k, tuple)]
+        assert kinds.count("zarr") == x.npartitions and "rechunk" not in kinds
+        np.testing.assert_array_equal(x.compute(), np.moveaxis(want, 1, -1))
+    assert names == ["Tubulin"]
+
+
 def test_real_multichannel_image_every_channel_in_the_table(tmp_path):
     """BBBC022 Cell Painting crop (3 channels, ImageJ TIFF): Hoechst segmented, all measured."""
     src = real_path("bbbc022")
