@@ -454,3 +454,24 @@ def test_a_float_image_is_read_once_for_the_nan_check_and_once_for_the_histogram
     _, t = chunkseg.foreground(x)
     assert t == skimage.filters.threshold_otsu(image)
     assert len(seen) == 2 * 4  # the range (with the NaN count), then the histogram
+
+
+def test_rgb_stored_a_colour_per_chunk_read_in_one_task_per_block(tmp_path):
+    """An OME-Zarr RGB image chunked one colour per chunk (as bioformats2raw writes it):
+    the stain's blocks are each one read of the three stored chunks (no concatenation
+    task whose pieces may sit on other workers), and the density equals rgb2hed's."""
+    from dask.core import flatten
+
+    from chunkseg.io import readers, writers
+
+    rgb = synthetic_he((96, 128), seed=5, tissue=1.0)
+    path = tmp_path / "rgb.ome.zarr"
+    group = writers.create_image(path, shape=(3, 96, 128), chunks=(1, 48, 64), dtype=np.uint8,
+                                 axes="cyx")
+    group["0"][:] = np.moveaxis(rgb, -1, 0)
+    opened = readers.read_image(path, rgb=True)
+    x = stain.separate(opened.array, "hematoxylin", channel_axis=opened.axes.index("c"))
+    graph = x.__dask_graph__().cull(set(flatten(x.__dask_keys__())))
+    kinds = [str(k[0]).split("-")[0] for k in dict(graph) if isinstance(k, tuple)]
+    assert kinds.count("zarr") == x.npartitions == 4 and "rechunk" not in kinds
+    np.testing.assert_array_equal(x.compute(), skimage.color.rgb2hed(rgb)[..., 0])

@@ -93,8 +93,8 @@ def _intensity(values: np.ndarray, where: np.ndarray, starts: np.ndarray,
                counts: np.ndarray) -> dict:
     """Mean, m2, min and max per channel of the pixels ``values[:, where]`` grouped by
     ``starts``/``counts`` (``values``: channels, pixels; one row per channel, a column
-    per group), in one compiled pass per channel that reads the pixels in place (no
-    gathered copy of them per channel).
+    per group), in one compiled pass over the pixels that reads every channel in place
+    (no gathered copy of them per channel).
 
     Integers of 8 and 16 bits sum exactly in int64 (values and squares), and m2 is
     formed from those exact sums without cancellation; other dtypes go through float64

@@ -714,6 +714,18 @@ def _channel_index(channel, names: list, path) -> int:
     return index
 
 
+def _whole_channels(source: _Level) -> da.Array:
+    """The level with each block whole along the channels, read in one task where the
+    source can (Zarr): not a task per stored chunk and a concatenation of their pieces,
+    which may sit on other workers. Otherwise (or without a ``c`` axis) as opened."""
+    info = source.info
+    if source.reopen is None or "c" not in info.axes:
+        return source.array
+    chunks = list(info.chunks)
+    chunks[info.axes.index("c")] = info.shape[info.axes.index("c")]
+    return source.reopen(tuple(chunks))
+
+
 def channels_last(path, *, channels, level: int = 0, time=None,
                   missing_chunks: str = "error") -> tuple[da.Array, list[str]]:
     """The image with the ``channels`` picked (``"all"`` or a list of names or indices) on
@@ -733,12 +745,8 @@ def channels_last(path, *, channels, level: int = 0, time=None,
         picked = [_channel_index(want, names, info.path) for want in channels]
         if len(set(picked)) != len(picked):
             raise InputError(f"`measure_channels` names a channel twice: {', '.join(map(str, channels))}")
-    if source.reopen is not None and 2 * len(picked) > len(names):
-        # each block read whole along the channels in one task: not a task per stored
-        # chunk and a concatenation of their pieces, which may sit on other workers
-        chunks = list(info.chunks)
-        chunks[info.axes.index("c")] = len(names)
-        x, axes = _pick_time(source.reopen(tuple(chunks)), info.axes, info.path, time)
+    if 2 * len(picked) > len(names):
+        x, axes = _pick_time(_whole_channels(source), info.axes, info.path, time)
     if picked != list(range(len(names))):
         x = x[(slice(None),) * c + (np.asarray(picked),)]
     # whole along the channels as stored, then moved last: each block a view (no copy)
@@ -793,7 +801,8 @@ def read_image(path, *, level: int = 0, channel=None, missing_chunks: str = "err
     the time points of a series (see :func:`time_points`; the ``t`` axis comes first)."""
     with store.storage_options(storage_options):
         source = _open_source(path, level, missing_chunks, approximate)
-    x, axes = _select(source.array, source.info, channel, rgb=rgb, time=time)
+    x, axes = _select(_whole_channels(source) if rgb else source.array, source.info, channel,
+                      rgb=rgb, time=time)
     return OpenedImage(x, source.info, axes)
 
 
