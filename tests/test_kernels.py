@@ -31,6 +31,23 @@ def test_bincount_partials_add_up_to_the_whole_image(dtype):
     np.testing.assert_array_equal(total, np.bincount(image.ravel().astype(np.int64) - lo))
 
 
+def test_float64_histogram_bins_every_value_as_numpy_does():
+    """The compiled float64 binning against numpy's: values on and a ulp off every edge,
+    NaN and infinities (dropped), one value repeated (numpy widens the range by 0.5),
+    one bin, and a range narrower than the values (as a block sees the global one)."""
+    rng = np.random.default_rng(8)
+    lo, hi = 0.0123, 0.4567
+    _, edges = np.histogram(np.empty(0), bins=256, range=(lo, hi))
+    on_edges = np.concatenate([edges, np.nextafter(edges, -1), np.nextafter(edges, 2)])
+    values = np.concatenate([rng.gamma(2, 0.05, 20_000), on_edges, [np.nan, np.inf, -np.inf]])
+    rng.shuffle(values)
+    for nbins, low, high in [(256, lo, hi), (1, lo, hi), (7, 0.1, 0.2), (256, 0.25, 0.25)]:
+        want, _ = np.histogram(values, bins=nbins, range=(low, high))
+        got = histogram.histogram(values, nbins=nbins, low=low, high=high)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want)
+
+
 def test_float_histogram_partials_equal_numpy_on_the_whole_image():
     image = np.random.default_rng(4).normal(size=(53, 40)).astype(np.float32)
     lo, hi = image.min(), image.max()

@@ -7,12 +7,20 @@ block of any image: the per-value part (float conversion, the floor at
 table that scikit-image's own arithmetic filled, and the product with the
 matrix is numpy's, on the block as one row of pixels (a row of one pixel
 takes another product path in numpy, so it is doubled: tested).
+
+Once a process has deconvolved ``_TABLE_AFTER`` pixels of 8-bit RGB under one
+matrix, it fills a table of the stain's value for each of the 256^3 colours
+(128 MiB of float64, by the same product on rows of colours, 0.5 s) and from
+then on looks every pixel up in it: one compiled pass, 4x less time per block
+than the product. Both ways give the same values (tested on every colour).
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 
+import numba
 import numpy as np
 
 #: the floor scikit-image puts under every value before the log (separate_stains)
@@ -36,8 +44,63 @@ def _table(dtype: str) -> np.ndarray:
     return np.ascontiguousarray(_log_scaled(np.stack([v, v, v], axis=-1)[None])[0, :, 0])
 
 
+#: Pixels of 8-bit RGB one process deconvolves under one matrix before it fills the
+#: table of every colour (0.5 s, paid back from about 20 Mpx on).
+_TABLE_AFTER = 2**23
+_seen: dict = {}
+_colour_tables: dict = {}
+_lock = threading.Lock()
+
+
+def _colour_table(conv: np.ndarray, k: int) -> np.ndarray:
+    """Stain ``k`` of each 8-bit colour, at index ``R << 16 | G << 8 | B``: the product
+    :func:`optical_density` computes, on rows of 65536 colours at a time."""
+    v = np.arange(256, dtype=np.uint8)
+    gb = np.stack(np.meshgrid(v, v, indexing="ij"), axis=-1).reshape(-1, 2)
+    rows = np.empty((1, gb.shape[0], 3), np.uint8)
+    rows[0, :, 1:] = gb
+    table = np.empty(256**3, np.float64)
+    for r in range(256):
+        rows[0, :, 0] = r
+        table[r << 16:(r + 1) << 16] = _product(rows, conv, k)
+    return table
+
+
+@numba.njit(cache=True, nogil=True)
+def _look_up(r, g, b, table, out):
+    for i in range(out.size):
+        out[i] = table[(np.int64(r[i]) << 16) | (np.int64(g[i]) << 8) | np.int64(b[i])]
+
+
+def _by_table(block: np.ndarray, conv: np.ndarray, k: int) -> np.ndarray | None:
+    """The block looked up in this process's table of every colour, once it has one."""
+    key = (conv.tobytes(), k)
+    table = _colour_tables.get(key)
+    if table is None:
+        with _lock:
+            _seen[key] = _seen.get(key, 0) + block[..., 0].size
+            if _seen[key] < _TABLE_AFTER:
+                return None
+            table = _colour_tables.get(key)
+            if table is None:
+                if len(_colour_tables) >= 2:  # custom vectors: keep the latest two
+                    _colour_tables.pop(next(iter(_colour_tables)))
+                table = _colour_tables[key] = _colour_table(conv, k)
+    out = np.empty(block.shape[:-1], np.float64)
+    _look_up(*(block[..., c].reshape(-1) for c in range(3)), table, out.reshape(-1))
+    return out
+
+
 def optical_density(block: np.ndarray, conv: np.ndarray, k: int) -> np.ndarray:
     """Stain ``k`` of an (..., 3) RGB block under the stain-from-RGB matrix ``conv``."""
+    if block.dtype == np.uint8 and block.size:
+        out = _by_table(block, conv, k)
+        if out is not None:
+            return out
+    return _product(block, conv, k)
+
+
+def _product(block: np.ndarray, conv: np.ndarray, k: int) -> np.ndarray:
     shape = block.shape[:-1]
     flat = block.reshape(1, -1, 3)
     if flat.dtype.kind in "ui" and flat.dtype.itemsize <= 2:
