@@ -34,7 +34,7 @@ from .filters import describe_threshold
 from .io import readers, resume, store, writers
 from .options import CompareOptions, MeasureOptions, SegmentOptions
 from .segment import (Seeds, Segmentation, build, distances_bytes, keeps_distances,
-                      series_threshold, watershed_halo)
+                      keeps_image, series_threshold, watershed_halo)
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,12 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
     kept = method == "watershed" and keeps_distances(whole, sampling)
     memory = _WORKER_BASE + threads * per_thread + \
         (distances_bytes(whole, sampling) / nproc if kept else 0)
+    if method == "watershed" and series == 1 and kept and keeps_image(
+            image, distances_bytes(whole, sampling)):
+        # the image kept from the threshold to the seeds (segment.keeps_image): its
+        # reads run once, in a computation of their own
+        tasks += input_tasks
+        memory += image.nbytes / nproc
     return Plan(shape=whole, dtype=str(image.dtype), chunks=chunks,
                 chunk_count=nchunks, method=method, halo=tuple(int(v) for v in h), halo_note=note,
                 tasks=int(tasks), workers=nproc, threads_per_worker=threads,
@@ -770,7 +776,7 @@ def _build_one(job: _Job, image, state, timings: dict, known_threshold=None,
                  known_threshold=known_threshold,
                  known_seeds=Seeds.from_record(seeds) if seeds is not None else None, count=True,
                  timings=timings, polarity=o.polarity, tissue=job.tissue,
-                 keep_distances=keep_distances)
+                 keep_distances=keep_distances, keep_image=job.times is None)
 
 
 def _build_series(job: _Job, state, timings: dict) -> _Series:

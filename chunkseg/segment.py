@@ -266,6 +266,12 @@ def distances_bytes(shape, sampling=None) -> float:
     return float(np.prod(shape, dtype=np.float64)) * (4 if sampling is None else 8)
 
 
+def keeps_image(x: da.Array, also: float = 0) -> bool:
+    """Whether the prepared image ``x`` and ``also`` bytes fit :func:`distances_budget`
+    (and ``x`` is not in memory already: a numpy array in one chunk)."""
+    return x.npartitions > 1 and x.nbytes + also <= distances_budget()
+
+
 def keeps_distances(shape, sampling=None) -> bool:
     """``keep_distances="auto"``: keep pass 1's levels when they fit :func:`distances_budget`."""
     return distances_bytes(shape, sampling) <= distances_budget()
@@ -605,13 +611,20 @@ def foreground(image, threshold="otsu", *, smooth=None, background=None, polarit
 
 
 def _foreground(image, threshold, smooth, background, *, pending: bool, polarity="bright",
-                tissue=None):
+                tissue=None, keep_bytes: float | None = None):
     """:func:`foreground`; with ``pending``, a histogram method's threshold may come
     back still being computed: a persisted 0-d dask array (see
-    :func:`chunkseg.threshold.pending_threshold`; :func:`threshold_value` reads it)."""
+    :func:`chunkseg.threshold.pending_threshold`; :func:`threshold_value` reads it).
+    ``keep_bytes``: keep the prepared image in memory (persisted: read, filtered or
+    deconvolved once for a global threshold's passes and the seeds) when it and these bytes
+    (what the later passes keep) fit :func:`distances_budget`; not with a tissue mask,
+    whose glass chunks are never computed."""
     spec = parse_threshold(threshold)
     local = isinstance(spec, tuple)
     x = _filtered_image(image, smooth, background, check=tissue is None or local)
+    if keep_bytes is not None and tissue is None and isinstance(spec, str) \
+            and keeps_image(x, keep_bytes):  # a threshold of the image's values: read again
+        (x,) = dask.persist(x)
     tissue = _tissue_of(x, tissue)
     if local:
         _, block, offset, method = spec
@@ -815,7 +828,7 @@ def build(image, *, method: str = "watershed", threshold="otsu", min_distance: i
           connectivity: int = 1, min_size: int = 0, classes: int | None = None,
           known_threshold=None, known_seeds: Seeds | None = None,
           count: bool = False, timings: dict | None = None, polarity: str = "bright",
-          tissue=None, keep_distances="auto") -> Segmentation:
+          tissue=None, keep_distances="auto", keep_image: bool = True) -> Segmentation:
     """The one dispatch of the segmentation methods, for :func:`segment` and a run.
 
     ``known_threshold`` and ``known_seeds``: the values a resumed run had
@@ -823,7 +836,9 @@ def build(image, *, method: str = "watershed", threshold="otsu", min_distance: i
     the object count (``count_later``) and, for masks and class maps, the
     class counts, computed with the labels. Parameters are checked by the
     caller. ``timings``: where to record the seconds of the threshold and seeds steps.
-    ``keep_distances``: as :func:`find_seeds`'s.
+    ``keep_distances``: as :func:`find_seeds`'s; unless it is False, or ``keep_image``
+    is, the prepared image stays in memory from the threshold to the seeds where it fits
+    (:func:`keeps_image`).
     """
     timings = {} if timings is None else timings
     t = time.perf_counter()
@@ -837,8 +852,12 @@ def build(image, *, method: str = "watershed", threshold="otsu", min_distance: i
                                 polarity=polarity, tissue=tissue)
     else:
         # pending: on a cluster the seed pass is queued behind the histogram, no round trip
+        # the image is kept for the threshold's passes and the seeds' (with their distances)
+        later = (distances_bytes(image.shape, sampling) if method == "watershed" else 0.0) \
+            if keep_distances is not False and keep_image else None
         mask, tval = _foreground(image, threshold, smooth, background,
-                                 pending=method == "watershed", polarity=polarity, tissue=tissue)
+                                 pending=method == "watershed", polarity=polarity, tissue=tissue,
+                                 keep_bytes=later)
     result = Segmentation(labels=None, threshold=tval)
     # a pending threshold is computed on the cluster while the seed pass waits for it:
     # then its time counts in "seeds"

@@ -329,3 +329,42 @@ def test_watershed_tasks_share_one_seed_table():
     with dask.config.set(scheduler="sync"):
         _, _, want = reference(image, min_distance=6)
     assert f1_at_iou(labels.compute(), want) == 1.0
+
+
+def test_image_read_once_for_the_threshold_and_seeds_where_it_fits(tmp_path, monkeypatch):
+    """An Otsu run reads each chunk once when the image (and the distances) fit the
+    budget: the threshold's histogram and the seeds use the kept image; past the budget
+    each of the two passes (uint8: no range pass) reads it. The same labels either way."""
+    import zarr
+
+    import importlib
+
+    seg = importlib.import_module("chunkseg.segment")
+    from chunkseg.io import readers
+    from chunkseg.run import run_segment
+
+    image = synthetic_nuclei((256, 384), seed=6)
+    src = tmp_path / "in.zarr"
+    zarr.create_array(str(src), data=image, chunks=(128, 128))
+    want = np.asarray(chunkseg.segment(da.from_array(image, chunks=(128, 128)), min_distance=5))
+    original = readers._ZarrChunks.__getitem__
+    reads = []
+
+    def counting(self, key):
+        reads.append(tuple((k.start, k.stop) for k in key))
+        return original(self, key)
+
+    monkeypatch.setattr(readers._ZarrChunks, "__getitem__", counting)
+    counts = {}
+    for fits in (True, False):
+        if not fits:
+            monkeypatch.setattr(seg, "distances_budget", lambda: image.size * 4)
+        reads.clear()
+        out = tmp_path / f"labels_{fits}.zarr"
+        run_segment(src, out, min_distance=5, scheduler="threads", workers=2, report=False)
+        np.testing.assert_array_equal(zarr.open_array(str(out / "0"), mode="r")[:], want)
+        counts[fits] = len(reads)
+        assert len(set(reads)) == 6
+    probes = counts[True] - 6  # the run's checks of the first and last chunk when it opens
+    assert 0 <= probes <= 2
+    assert counts[False] == 2 * 6 + probes
