@@ -187,6 +187,8 @@ def _threshold(value: str):
 
 
 def _spacing(value: str):
+    if value == "auto":
+        return value
     try:
         return tuple(float(v) for v in value.split(","))
     except ValueError:
@@ -231,8 +233,9 @@ def _add_segment_options(p) -> None:
                    help="subtract the image's Gaussian blur first (uneven illumination)")
     p.add_argument("--min-distance", type=int, default=10, help="seed spacing (default 10)")
     p.add_argument("--footprint", type=int, default=3, help="local-maximum window side (default 3)")
-    p.add_argument("--spacing", type=_spacing, default=None, metavar="Z,Y,X",
-                   help="voxel spacing for anisotropic stacks")
+    p.add_argument("--spacing", type=_spacing, default=None, metavar="Z,Y,X|auto",
+                   help="voxel spacing for anisotropic stacks; auto: the input's own physical "
+                        "pixel sizes (OME-Zarr scale, OME-TIFF or ImageJ metadata)")
     p.add_argument("--halo", type=_halo, default="auto", help="auto or pixels (default auto)")
     p.add_argument("--objects", dest="polarity", default="bright",
                    help="bright (objects brighter than the background; default) or dark "

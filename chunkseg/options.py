@@ -59,9 +59,13 @@ def _check_bool(name: str, value) -> bool:
     return bool(value)
 
 
-def _check_spacing(spacing):
+def _check_spacing(spacing, *, auto: bool = False):
+    """None, numbers per axis, or (``auto``: a segment run) ``"auto"``: the image's own
+    physical pixel sizes from its metadata."""
     if spacing is None:
         return None
+    if auto and isinstance(spacing, str) and spacing == "auto":
+        return "auto"
     try:
         values = tuple(float(s) for s in np.atleast_1d(np.asarray(spacing, dtype=float)))
     except (TypeError, ValueError):
@@ -187,7 +191,7 @@ class SegmentOptions(_Run):
     background: object = None
     min_distance: int = 10
     footprint: int = 3
-    spacing: tuple | None = None
+    spacing: tuple | str | None = None
     halo: int | str = "auto"
     chunks: tuple | None = None
     min_size: int = 0
@@ -269,7 +273,8 @@ class SegmentOptions(_Run):
         check_int("connectivity", self.connectivity)
         if self.halo != "auto":
             check_int("halo", self.halo)
-        self._set(spacing=_check_spacing(self.spacing), chunks=_check_chunks(self.chunks))
+        self._set(spacing=_check_spacing(self.spacing, auto=True),
+                  chunks=_check_chunks(self.chunks))
         _check_bool("resume", self.resume)
         if self.resume and self.overwrite:
             raise InputError("`resume` finishes an output, `overwrite` replaces it: pick one")

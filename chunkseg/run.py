@@ -319,6 +319,8 @@ class _Job:
     #: the channels the table measures, last (``measure_channels``), and their names
     measured: da.Array | None = None
     channel_names: list | None = None
+    #: what the run says once, as a warning (the report lists it)
+    notes: str | None = None
 
     @property
     def chunks(self) -> tuple:
@@ -354,6 +356,28 @@ def spatial_scale(info, axes: str):
     return [float(info.scale[info.axes.index(a)]) for a in axes]
 
 
+def _sampling(spacing, info, axes: str, ndim: int, input) -> tuple:
+    """``(sampling, note)``: the spacing the segmentation uses (None: isotropic pixels)
+    and what to say about it. ``spacing="auto"`` takes the image's own scale (OME-Zarr,
+    OME-TIFF, ImageJ), None where its pixels are square (the same labels, the faster
+    kernels); without ``spacing``, metadata that says the pixels are not square gets a
+    note that it was not used."""
+    scale = spatial_scale(info, axes)
+    anisotropic = scale is not None and len(set(scale)) > 1
+    shown = ",".join(f"{v:g}" for v in scale) if scale is not None else ""
+    unit = next(iter((info.units or {}).values()), "")
+    if spacing == "auto":
+        if scale is None:
+            return None, (f"`spacing` auto: {input} gives no physical pixel sizes; "
+                          "segmented with a spacing of 1 on every axis")
+        return (tuple(scale) if anisotropic else None), None
+    if spacing is None and anisotropic:
+        return None, (f"{input} gives a spacing of {shown} {unit} ({','.join(axes).upper()})"
+                      ", not used for the segmentation: pass `spacing` auto to segment in "
+                      "physical distances").replace("  ", " ")
+    return check_sampling(spacing, ndim, name="spacing"), None
+
+
 def _open(input, output, opts: SegmentOptions) -> _Job:
     """Step 1: open the input and check everything about the run; nothing is written."""
     t0 = time.perf_counter()
@@ -373,7 +397,8 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
     tissue_mask = None
     if opts.tissue != "none":
         image, tissue_mask, found["tissue"] = _in_tissue(input, opened, image, opts)
-    sampling = check_sampling(opts.spacing, image.ndim - series, name="spacing")
+    sampling, spacing_note = _sampling(opts.spacing, info, opened.axes[1:] if series
+                                       else opened.axes, image.ndim - series, input)
     measured, names = None, None
     if opts.measure_channels is not None:
         measured, names = readers.channels_last(input, channels=opts.measure_channels,
@@ -416,7 +441,7 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
     return _Job(input=input, output=output, options=opts, image=image, info=info,
                 axes=opened.axes, sampling=sampling, ngff=ngff, report_path=report_path,
                 params=params, image_levels=image_levels, tissue=tissue_mask, found=found,
-                times=times, measured=measured, channel_names=names)
+                times=times, measured=measured, channel_names=names, notes=spacing_note)
 
 
 def _low_resolution(input, opened, opts, rgb: bool):
@@ -540,12 +565,16 @@ def _run_segment(input, output, opts: SegmentOptions) -> SegmentReport:
     timings = {"open": time.perf_counter() - t0}
     with PeakMemory() as memory, warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
+        if job.notes:
+            warnings.warn(job.notes, stacklevel=2)
         report, objects = _execute(job, timings)
     for w in warned:  # recorded for the report, then passed on to the caller
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     report.peak_memory = memory.peak
     report.plan = plan
-    report.warnings = [str(w.message) for w in warned]
+    # what the run says; not the interpreter's notes on file handles collected meanwhile
+    report.warnings = [str(w.message) for w in warned
+                       if not issubclass(w.category, ResourceWarning)]
     if isinstance(objects, dict):  # a Parquet dataset, written by the workers
         report.table, objects = objects, None
     elif objects is not None and job.options.table is not None:

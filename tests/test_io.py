@@ -91,6 +91,31 @@ def test_ome_tiff_channel_names(tmp_path, image):
     np.testing.assert_array_equal(open_image(tmp_path / "o.ome.tif", channel="Actin").compute(), 255 - image)
 
 
+def test_tiff_physical_pixel_sizes_are_the_scale(tmp_path):
+    """OME-TIFF's PhysicalSize{Z,Y,X} (and unit) and an ImageJ hyperstack's resolution
+    tags and spacing (its micro sign escaped, as ImageJ writes it) become the scale and
+    units; a level of an OME pyramid has its sizes times its downsampling; a plain TIFF
+    has none."""
+    stack = np.zeros((6, 64, 64), np.uint8)
+    tifffile.imwrite(tmp_path / "o.ome.tif", stack, metadata={
+        "axes": "ZYX", "PhysicalSizeZ": 2.0, "PhysicalSizeY": 0.5, "PhysicalSizeX": 0.25,
+        "PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm", "PhysicalSizeZUnit": "nm"})
+    info = inspect_image(tmp_path / "o.ome.tif")
+    assert info.scale == (2.0, 0.5, 0.25) and info.units == dict.fromkeys("zyx", "nanometer")
+    tifffile.imwrite(tmp_path / "ij.tif", stack, imagej=True, resolution=(4.0, 2.0),
+                     metadata={"spacing": 1.5, "unit": "\\u00B5m", "axes": "ZYX"})
+    info = inspect_image(tmp_path / "ij.tif")
+    assert info.scale == (1.5, 0.5, 0.25) and info.units == dict.fromkeys("xyz", "micrometer")
+    with tifffile.TiffWriter(tmp_path / "pyr.ome.tif") as tif:
+        meta = {"axes": "YX", "PhysicalSizeY": 0.5, "PhysicalSizeX": 0.5}
+        tif.write(stack[0], tile=(32, 32), subifds=1, metadata=meta)
+        tif.write(stack[0, ::2, ::2], tile=(32, 32), subfiletype=1)
+    assert inspect_image(tmp_path / "pyr.ome.tif", level=1).scale == (1.0, 1.0)
+    tifffile.imwrite(tmp_path / "plain.tif", stack)
+    info = inspect_image(tmp_path / "plain.tif")
+    assert info.scale is None and info.units is None
+
+
 def test_pyramidal_tiled_tiff_is_lazy_and_picklable(tmp_path, image):
     import pickle
 

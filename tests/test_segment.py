@@ -368,3 +368,53 @@ def test_image_read_once_for_the_threshold_and_seeds_where_it_fits(tmp_path, mon
     probes = counts[True] - 6  # the run's checks of the first and last chunk when it opens
     assert 0 <= probes <= 2
     assert counts[False] == 2 * 6 + probes
+
+
+def test_spacing_auto_segments_in_the_images_physical_distances(tmp_path, capsys):
+    """``spacing="auto"`` (``--spacing auto``) takes an anisotropic OME-TIFF's physical
+    sizes: the labels of ``sampling=(2, 0.5, 0.5)``, recorded in the report. Without it
+    the run segments isotropic voxels and says once that the metadata's spacing was not
+    used; on an image without physical sizes, auto says so and uses 1."""
+    import warnings
+
+    import tifffile
+
+    from chunkseg.cli import main
+    from chunkseg.run import run_segment
+
+    image = synthetic_nuclei((32, 96, 96), seed=2, radius=(4.0, 8.0))
+    src = tmp_path / "stack.ome.tif"
+    tifffile.imwrite(src, image, metadata={"axes": "ZYX", "PhysicalSizeZ": 2.0,
+                                           "PhysicalSizeY": 0.5, "PhysicalSizeX": 0.5})
+    x = da.from_array(image, chunks=(16, 48, 48))
+    physical = np.asarray(chunkseg.segment(x, min_distance=3, sampling=(2.0, 0.5, 0.5)))
+    isotropic = np.asarray(chunkseg.segment(x, min_distance=3))
+    assert not np.array_equal(physical, isotropic)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        report = run_segment(src, tmp_path / "auto.zarr", spacing="auto", min_distance=3,
+                             chunks=(16, 48, 48), report=False)
+    np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "auto.zarr").compute(),
+                                  physical)
+    assert report.params["spacing"] == [2.0, 0.5, 0.5] and not report.warnings
+
+    with pytest.warns(UserWarning, match=r"spacing of 2,0.5,0.5 micrometer \(Z,Y,X\).*"
+                                         r"`spacing` auto") as caught:
+        report = run_segment(src, tmp_path / "plain.zarr", min_distance=3,
+                             chunks=(16, 48, 48), report=False)
+    assert len([w for w in caught if "`spacing` auto" in str(w.message)]) == 1
+    assert report.params["spacing"] is None and len(report.warnings) == 1
+    np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "plain.zarr").compute(),
+                                  isotropic)
+
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, image)
+    assert main(["segment", str(src), str(tmp_path / "cli.zarr"), "--min-distance", "3",
+                 "--chunks", "16,48,48", "--no-report"]) == 0
+    assert "not used for the segmentation: pass --spacing auto" in capsys.readouterr().err
+    assert main(["segment", str(flat), str(tmp_path / "flat.zarr"), "--spacing", "auto",
+                 "--min-distance", "3", "--chunks", "16,48,48", "--no-report"]) == 0
+    assert "gives no physical pixel sizes" in capsys.readouterr().err
+    np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "flat.zarr").compute(),
+                                  isotropic)

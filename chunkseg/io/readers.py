@@ -492,6 +492,7 @@ def _open_tiff(path: store.Location, level: int) -> _Level:
             for name in ("c", "s"):
                 if name in axes:
                     channels = [str(i) for i in range(shape[axes.index(name)])]
+            scale, units = _tiff_scale(tif, axes, levels[0], shape)
             if tif.is_ome and channels is not None and "c" in axes:
                 try:
                     meta = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
@@ -534,8 +535,57 @@ def _open_tiff(path: store.Location, level: int) -> _Level:
         axes=axes,
         levels=levels,
         channels=channels,
+        scale=scale,
+        units=units,
     )
     return _Level(x, info)
+
+
+#: Length units of OME-TIFF and ImageJ metadata, as OME-Zarr names them.
+_UNITS = {"µm": "micrometer", "um": "micrometer", "micron": "micrometer",
+          "microns": "micrometer", "micrometer": "micrometer", "nm": "nanometer",
+          "nanometer": "nanometer", "mm": "millimeter", "millimeter": "millimeter"}
+
+
+def _tiff_scale(tif, axes: str, full, shape) -> tuple:
+    """``(scale, units)`` of a TIFF level from its physical pixel sizes: OME-TIFF's
+    ``PhysicalSize{X,Y,Z}`` (micrometres unless a unit is given) or an ImageJ
+    hyperstack's X/Y resolution tags and ``spacing``; (None, None) where it gives none.
+    A reduced level's sizes grow by its downsampling; axes that are not space get 1."""
+    import tifffile
+
+    sizes, unit = {}, None
+    try:
+        if tif.is_ome:
+            meta = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+            pixels = (meta[0] if isinstance(meta, list) else meta)["Pixels"]
+            for a in "zyx":
+                value = pixels.get(f"PhysicalSize{a.upper()}")
+                if value is not None:
+                    sizes[a] = float(value)
+                    unit = unit or pixels.get(f"PhysicalSize{a.upper()}Unit", "µm")
+        elif tif.is_imagej:
+            page = tif.pages.first
+            for a, tag in (("x", "XResolution"), ("y", "YResolution")):
+                t = page.tags.get(tag)
+                if t is not None:
+                    num, den = t.value
+                    if num and (num, den) != (1, 1):
+                        sizes[a] = den / num  # pixels per unit
+            meta = tif.imagej_metadata or {}
+            if "spacing" in meta and "z" in axes:
+                sizes["z"] = float(meta["spacing"])
+            if sizes:
+                unit = str(meta.get("unit", "")).replace("\\u00B5", "µ") or None
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None, None
+    sizes = {a: v for a, v in sizes.items() if a in axes and v > 0 and np.isfinite(v)}
+    if not sizes:
+        return None, None
+    scale = tuple(sizes.get(a, 1.0) * (full[i] / shape[i] if a in "yx" else 1.0)
+                  if a in "zyx" else 1.0 for i, a in enumerate(axes))
+    name = _UNITS.get((unit or "").strip().lower().replace("μ", "µ"))
+    return scale, ({a: name for a in sizes} if name else None)
 
 
 def series_paths(input) -> list | None:
