@@ -365,16 +365,17 @@ def _sampling(spacing, info, axes: str, ndim: int, input) -> tuple:
     scale = spatial_scale(info, axes)
     anisotropic = scale is not None and len(set(scale)) > 1
     shown = ",".join(f"{v:g}" for v in scale) if scale is not None else ""
-    unit = next(iter((info.units or {}).values()), "")
+    unit = next(iter((info.units or {}).values()), None)
+    shown += f" {unit}" if unit else ""
     if spacing == "auto":
         if scale is None:
             return None, (f"`spacing` auto: {input} gives no physical pixel sizes; "
                           "segmented with a spacing of 1 on every axis")
         return (tuple(scale) if anisotropic else None), None
     if spacing is None and anisotropic:
-        return None, (f"{input} gives a spacing of {shown} {unit} ({','.join(axes).upper()})"
-                      ", not used for the segmentation: pass `spacing` auto to segment in "
-                      "physical distances").replace("  ", " ")
+        return None, (f"{input} gives a spacing of {shown} ({','.join(axes).upper()}), not "
+                      "used for the segmentation: pass `spacing` auto to segment in physical "
+                      "distances")
     return check_sampling(spacing, ndim, name="spacing"), None
 
 

@@ -853,8 +853,9 @@ def build(image, *, method: str = "watershed", threshold="otsu", min_distance: i
     else:
         # pending: on a cluster the seed pass is queued behind the histogram, no round trip
         # the image is kept for the threshold's passes and the seeds' (with their distances)
-        later = (distances_bytes(image.shape, sampling) if method == "watershed" else 0.0) \
-            if keep_distances is not False and keep_image else None
+        later = None
+        if keep_image and keep_distances is not False:
+            later = distances_bytes(image.shape, sampling) if method == "watershed" else 0.0
         mask, tval = _foreground(image, threshold, smooth, background,
                                  pending=method == "watershed", polarity=polarity, tissue=tissue,
                                  keep_bytes=later)

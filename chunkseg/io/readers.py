@@ -492,18 +492,14 @@ def _open_tiff(path: store.Location, level: int) -> _Level:
             for name in ("c", "s"):
                 if name in axes:
                     channels = [str(i) for i in range(shape[axes.index(name)])]
-            scale, units = _tiff_scale(tif, axes, levels[0], shape)
-            if tif.is_ome and channels is not None and "c" in axes:
-                try:
-                    meta = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
-                    meta = meta[0] if isinstance(meta, list) else meta
-                    chans = meta["Pixels"].get("Channel", [])
-                    chans = chans if isinstance(chans, list) else [chans]
-                    names = [c.get("Name") for c in chans]
-                    if len(names) == len(channels) and all(names):
-                        channels = names
-                except (KeyError, TypeError, ValueError):
-                    pass
+            pixels = _ome_pixels(tif)
+            scale, units = _tiff_scale(tif, pixels, axes, levels[0], shape)
+            if pixels is not None and channels is not None and "c" in axes:
+                chans = pixels.get("Channel", [])
+                chans = chans if isinstance(chans, list) else [chans]
+                names = [c.get("Name") if isinstance(c, dict) else None for c in chans]
+                if len(names) == len(channels) and all(names):
+                    channels = names
     except InputError:
         raise
     except PermissionError as exc:  # a listing answered from the client's cache, then refused
@@ -547,18 +543,30 @@ _UNITS = {"µm": "micrometer", "um": "micrometer", "micron": "micrometer",
           "nanometer": "nanometer", "mm": "millimeter", "millimeter": "millimeter"}
 
 
-def _tiff_scale(tif, axes: str, full, shape) -> tuple:
-    """``(scale, units)`` of a TIFF level from its physical pixel sizes: OME-TIFF's
-    ``PhysicalSize{X,Y,Z}`` (micrometres unless a unit is given) or an ImageJ
-    hyperstack's X/Y resolution tags and ``spacing``; (None, None) where it gives none.
-    A reduced level's sizes grow by its downsampling; axes that are not space get 1."""
+def _ome_pixels(tif) -> dict | None:
+    """The ``Pixels`` element of an OME-TIFF's first image (its OME-XML parsed once), or
+    None: not OME, or XML without it."""
+    if not tif.is_ome:
+        return None
     import tifffile
 
+    try:
+        meta = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        pixels = (meta[0] if isinstance(meta, list) else meta)["Pixels"]
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    return pixels if isinstance(pixels, dict) else None
+
+
+def _tiff_scale(tif, pixels: dict | None, axes: str, full, shape) -> tuple:
+    """``(scale, units)`` of a TIFF level from its physical pixel sizes: OME-TIFF's
+    ``PhysicalSize{X,Y,Z}`` in ``pixels`` (:func:`_ome_pixels`; micrometres unless a
+    unit is given) or an ImageJ hyperstack's X/Y resolution tags and ``spacing``; (None,
+    None) where it gives none. A reduced level's sizes grow by its downsampling; axes
+    that are not space get 1."""
     sizes, unit = {}, None
     try:
-        if tif.is_ome:
-            meta = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
-            pixels = (meta[0] if isinstance(meta, list) else meta)["Pixels"]
+        if pixels is not None:
             for a in "zyx":
                 value = pixels.get(f"PhysicalSize{a.upper()}")
                 if value is not None:
