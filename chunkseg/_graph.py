@@ -282,12 +282,34 @@ class Graph:
 
         return dask.compute(*[Delayed(k, graph, layer=self.name) for k in keys])
 
+    def _needed(self, name: str) -> dict:
+        """The tasks of this graph that the blocks named ``name`` need, themselves included.
+
+        Only those: an array's layer that carried its siblings' tasks too (the tissue
+        mask carrying the restricted image's) would bring them back into any graph that
+        also holds a persisted sibling, under the same keys, and which of the two a
+        computation then ran depended on the order the layers merged in."""
+        todo = [k for k in self.dsk if k[0] == name] if self.dsk else []
+        layer: dict = {}
+        while todo:
+            key = todo.pop()
+            if key in layer:
+                continue
+            task = layer[key] = self.dsk[key]
+            if type(task) is tuple:
+                for arg in task[1:]:
+                    for k in arg if type(arg) is list else (arg,):
+                        if (type(k) is tuple or type(k) is str) and k in self.dsk \
+                                and k not in layer:
+                            todo.append(k)
+        return layer
+
     def array(self, kind: str, chunks, dtype) -> da.Array:
         """The blocks ``(kind, *index)`` already added, as one dask array."""
         from dask.highlevelgraph import HighLevelGraph
 
         name = f"{self.name}-{kind}"
-        layer = {k: v for k, v in self.dsk.items()}
+        layer = self._needed(name)
         graph = HighLevelGraph.from_collections(name, layer, dependencies=self.inputs)
         meta = np.empty((0,) * len(chunks), dtype=dtype)
         return da.Array(graph, name, chunks=chunks, dtype=dtype, meta=meta)

@@ -617,12 +617,13 @@ def _foreground(image, threshold, smooth, background, *, pending: bool, polarity
     :func:`chunkseg.threshold.pending_threshold`; :func:`threshold_value` reads it).
     ``keep_bytes``: keep the prepared image in memory (persisted: read, filtered or
     deconvolved once for a global threshold's passes and the seeds) when it and these bytes
-    (what the later passes keep) fit :func:`distances_budget`; not with a tissue mask,
-    whose glass chunks are never computed."""
+    (what the later passes keep) fit :func:`distances_budget`. With a tissue mask the kept
+    image is the restricted one (:func:`chunkseg.tissue.restrict`): its glass chunks are
+    constants, never read."""
     spec = parse_threshold(threshold)
     local = isinstance(spec, tuple)
     x = _filtered_image(image, smooth, background, check=tissue is None or local)
-    if keep_bytes is not None and tissue is None and isinstance(spec, str) \
+    if keep_bytes is not None and isinstance(spec, str) \
             and keeps_image(x, keep_bytes):  # a threshold of the image's values: read again
         (x,) = dask.persist(x)
     tissue = _tissue_of(x, tissue)

@@ -276,6 +276,38 @@ def test_padded_blocks_are_the_same_with_faces_or_whole_neighbours(bands):
         assert faces
 
 
+def test_a_persisted_array_of_a_hand_built_graph_is_not_recomputed_through_a_sibling():
+    """Two arrays of one Graph, one made from the other (the restricted image from the
+    tissue mask): after persisting the first, a computation that also takes the second
+    runs none of the first's tasks again, whatever the order its layers merge in."""
+    import dask
+
+    from chunkseg import _graph
+
+    calls = []
+
+    def made(block, mask):
+        calls.append(1)
+        return np.where(mask, block, 7)
+
+    x = da.zeros((4, 6), dtype=np.uint8, chunks=(2, 3))
+    graph = _graph.Graph("t", x)
+    for idx in np.ndindex(*x.numblocks):
+        mask = graph.task("mask", idx, np.full, shape=(2, 3), fill_value=idx[0] == 0, dtype=bool)
+        graph.task("made", idx, made, (x.name, *idx), mask)
+    kept, mask = graph.array("made", x.chunks, x.dtype), graph.array("mask", x.chunks, bool)
+    (kept,) = dask.persist(kept, scheduler="sync")
+    assert len(calls) == 4
+    summed = np.repeat([1, 7], 2)[:, None] * np.ones(6, np.uint8)  # top rows: 0 + True
+    for both in (kept + mask, mask + kept, da.stack([mask, kept]).sum(0)):
+        # every layer's definition of a kept block is its value: none is a task any more
+        for layer in both.__dask_graph__().layers.values():
+            assert all(isinstance(layer[k], np.ndarray) for k in kept.__dask_keys__()[1]
+                       if k in layer)
+        np.testing.assert_array_equal(both.compute(scheduler="sync"), summed)
+    assert len(calls) == 4
+
+
 @pytest.mark.parametrize("grid,parts", [((8, 8), 2), ((5, 3), 4), ((1, 7), 3), ((3, 4, 5), 7), ((2,), 5)])
 def test_bands_are_contiguous_and_even(grid, parts):
     from chunkseg import _graph
