@@ -8,9 +8,10 @@ import logging
 import multiprocessing
 import os
 
-import dask
-
+from ._lazy import Deferred
 from ._validate import InputError, check_int
+
+dask = Deferred("dask")  # imported on first use: the CLI imports this module for its logs
 
 log = logging.getLogger(__name__)
 

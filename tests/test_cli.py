@@ -331,6 +331,22 @@ def test_orphaned_store_requests_are_not_logged_beside_the_one_line():
     assert kept("Unclosed client session")
 
 
+def test_info_of_a_zarr_store_reads_its_metadata_without_dask_array(tmp_path):
+    """`chunkseg info` on a Zarr store builds no dask array (dask.array alone costs 0.4-1 s
+    to import): the level's array is made on first use."""
+    path = tmp_path / "stack.zarr"
+    zarr.create_array(str(path), shape=(40, 64, 80), chunks=(20, 32, 40), dtype="uint16")
+    code = ("import sys\nfrom chunkseg.cli import main\n"
+            f"assert main(['info', {str(path)!r}]) == 0\n"
+            "print(sorted(m for m in ('dask', 'dask.array', 'numba', 'skimage', 'scipy') "
+            "if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert "shape:    (40, 64, 80)" in lines[2] and "chunks:   (20, 32, 40)" in lines[4]
+    assert lines[-1] == "[]"
+
+
 def test_help_imports_neither_dask_array_nor_zarr_nor_numba():
     """`chunkseg --help` (and `import chunkseg`) load the public names on first use only."""
     code = ("import sys\nfrom chunkseg.cli import main\ntry:\n    main(['--help'])\n"

@@ -15,14 +15,17 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-import dask
-import dask.array as da
 import numpy as np
 import zarr
 
+from .._lazy import Deferred
 from .._validate import ChunkReadError, InputError, check_image_array, time_text
 from . import ngff, store
 from .writers import COMPLETE_KEY, LABELS_ARRAY, is_complete, label_arrays
+
+# imported on first use: `chunkseg info` reads metadata only
+dask = Deferred("dask")
+da = Deferred("dask.array")
 
 __all__ = ["ImageInfo", "OpenedImage", "inspect_image", "label_levels", "open_image",
            "open_labels", "read_image"]
@@ -74,12 +77,17 @@ class ImageInfo:
 class _Level:
     """One resolution level of an image, before channel selection."""
 
-    array: da.Array
+    #: makes the level's dask array, on first use (metadata alone needs no dask.array)
+    build: Callable[[], da.Array]
     info: ImageInfo
     #: the same level chunked otherwise, read in one task per new chunk (Zarr sources: a
     #: chunk whole along an axis is one read of the stored chunks, not a concatenation
     #: task over tasks that each read one, whose pieces may sit on other workers)
     reopen: Callable[[tuple], da.Array] | None = None
+
+    @functools.cached_property
+    def array(self) -> da.Array:
+        return self.build()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +244,6 @@ def _source_from_zarr_array(array, path: Path, fmt: str, axes: str,
                              meta=np.empty((0,) * array.ndim, dtype=array.dtype),
                              name=f"zarr-{store.token(path)[:10]}-{reader.token}{suffix}")
 
-    x = reopen(array.chunks)
     info = ImageInfo(
         path=str(path),
         format=fmt,
@@ -246,7 +253,7 @@ def _source_from_zarr_array(array, path: Path, fmt: str, axes: str,
         axes=axes,
         levels=[tuple(array.shape)],
     )
-    return _Level(x, info, reopen)
+    return _Level(lambda: reopen(array.chunks), info, reopen)
 
 
 class _ZarrChunks:
@@ -270,9 +277,12 @@ class _ZarrChunks:
         root = getattr(array.store, "root", None)
         local = root is not None and getattr(array, "shards", None) is None
         self._dir = Path(root) / array.path if local else None
+
+    @functools.cached_property
+    def token(self) -> str:
         from dask.base import tokenize
 
-        self.token = tokenize(self.label, self.shape, str(self.dtype), self.chunks)[:10]
+        return tokenize(self.label, self.shape, str(self.dtype), self.chunks)[:10]
 
     def _chunk_ids(self, key):
         ranges = []
@@ -401,7 +411,7 @@ def _open_slide(path: store.Location, level: int, vendor: str, approximate: bool
                      chunks=tuple(c[0] for c in chunks), axes="yxs", levels=levels,
                      channels=["R", "G", "B"])
     _slide_metadata(info, slide, vendor, level, "openslide")
-    return _Level(x, info)
+    return _Level(lambda: x, info)
 
 
 def _first_tile(source: _Level, path, refused: Exception) -> None:
@@ -534,7 +544,7 @@ def _open_tiff(path: store.Location, level: int) -> _Level:
         scale=scale,
         units=units,
     )
-    return _Level(x, info)
+    return _Level(lambda: x, info)
 
 
 #: Length units of OME-TIFF and ImageJ metadata, as OME-Zarr names them.
@@ -640,7 +650,7 @@ def _open_source(path, level: int, missing: str = "error", approximate: bool = F
         levels=[(n,) + tuple(shape) for shape in first.levels],
         scale=None if first.scale is None else (1.0,) + tuple(first.scale),
         level_scales=None)
-    return _Level(da.stack([src.array for src in sources]), info)
+    return _Level(lambda: da.stack([src.array for src in sources]), info)
 
 
 # --------------------------------------------------------------------------- public

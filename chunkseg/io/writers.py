@@ -12,10 +12,10 @@ import json
 import os
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import zarr
 
+from .._lazy import Deferred
 from .._validate import ChunkWriteError, InputError, check_image_array
 from . import ngff, store
 
@@ -23,6 +23,8 @@ __all__ = ["LABELS_ARRAY", "add_to_labels_group", "check_output_path", "check_ta
            "create_labels", "is_complete", "label_array", "labels_target",
            "mark_complete", "prepare_output", "to_zarr", "write_block", "write_mosaic",
            "write_report", "write_table", "write_table_part"]
+
+da = Deferred("dask.array")  # imported on first use (the readers import this module)
 
 #: Attribute of every chunkseg output: whether it is complete, its parameters and results.
 COMPLETE_KEY = "chunkseg"
