@@ -199,7 +199,8 @@ def _add_run_options(p, *, report: str) -> None:
     """The options of the runs that write label images: chunks, where they compute, the
     progress bar and the run report (default path ``report``)."""
     p.add_argument("--chunks", default=None, metavar="N|Z,Y,X",
-                   help="processing chunks (default: the storage chunks)")
+                   help="processing chunks (default: the storage chunks; a 3D watershed "
+                        "grows them up to 256^3 while the stack keeps 8 blocks)")
     p.add_argument("--scheduler", default="threads",
                    help="threads (default), processes, or a scheduler address tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=None, help="threads or worker processes")

@@ -176,7 +176,8 @@ class SegmentOptions(_Run):
 
     The image: ``level``, ``channel``, ``missing_chunks``. The method and its
     parameters: see :func:`chunkseg.segment`. ``chunks``: processing chunks
-    (default: the storage chunks). Where it runs: ``scheduler``,
+    (default: the storage chunks; a 3D watershed grows them, see
+    :func:`chunkseg.run.auto_blocks`). Where it runs: ``scheduler``,
     ``workers``, ``threads_per_worker``, ``memory_limit``. What it writes:
     ``overwrite`` or ``resume``, ``into_input`` (a label name inside an
     OME-Zarr input), ``table`` (CSV or Parquet of every object),

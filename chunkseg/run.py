@@ -394,7 +394,7 @@ def _open(input, output, opts: SegmentOptions) -> _Job:
     if rgb:
         image, found["stain"] = _stained(input, opened, opts)
         opened = dataclasses.replace(opened, axes=opened.axes.replace("c", "").replace("s", ""))
-    image = _processing_chunks(image, opts.chunks, series)
+    image = _processing_chunks(image, opts.chunks, series, opts.method)
     tissue_mask = None
     if opts.tissue != "none":
         image, tissue_mask, found["tissue"] = _in_tissue(input, opened, image, opts)
@@ -513,12 +513,48 @@ def _in_tissue(input, opened, image, opts):
     return restricted, full, found.how
 
 
-def _processing_chunks(image: da.Array, chunks, series: bool = False) -> da.Array:
+#: The largest block a 3D watershed run grows its processing blocks to by itself (voxels).
+AUTO_BLOCK_VOXELS = 256**3
+#: ... while the image keeps at least this many blocks (four per worker on two workers).
+AUTO_BLOCKS = 8
+
+
+def auto_blocks(shape, chunks) -> tuple:
+    """Processing blocks of a 3D watershed where none are given: the storage chunks, each
+    axis doubled (the smallest first) while the block stays within
+    :data:`AUTO_BLOCK_VOXELS` and the image keeps :data:`AUTO_BLOCKS` blocks.
+
+    In 3D the halo costs most: a 128^3 chunk with a 27-voxel halo computes 2.9x its
+    voxels, a 256^3 block 1.8x; at 512^3 (dense stack, 2 worker processes) 256^3 blocks
+    took 11.7-16.3 s against 17.7-19.6 s for the 128^3 storage chunks. The labels are the
+    same for every chunking. The rule depends on the image alone, so a resumed run picks
+    the same blocks whatever its workers."""
+    block = [int(c) for c in chunks]
+    while True:
+        a = min(range(len(block)), key=lambda i: block[i])
+        grown = block.copy()
+        grown[a] *= 2
+        count = int(np.prod([-(-n // c) for n, c in zip(shape, grown)]))
+        if grown[a] > 2 * shape[a] or np.prod(grown, dtype=np.int64) > AUTO_BLOCK_VOXELS \
+                or count < AUTO_BLOCKS:
+            return tuple(min(b, n) for b, n in zip(block, shape))
+        block = grown
+
+
+def _processing_chunks(image: da.Array, chunks, series: bool = False,
+                       method: str | None = None) -> da.Array:
     """``image`` in the processing ``chunks`` (one size for every axis, or one per axis);
-    a ``series`` (``t`` first) in chunks of one time point."""
+    a ``series`` (``t`` first) in chunks of one time point. Without ``chunks``, a 3D
+    watershed grows the storage chunks (:func:`auto_blocks`)."""
     ndim = image.ndim - series
     if chunks is None:
-        return image.rechunk({0: 1}) if series else image
+        if series:
+            return image.rechunk({0: 1})
+        if method == "watershed" and ndim == 3:
+            blocks = auto_blocks(image.shape, [max(c) for c in image.chunks])
+            return image.rechunk(blocks) if blocks != tuple(max(c) for c in image.chunks) \
+                else image
+        return image
     if len(chunks) == 1:
         chunks = chunks * ndim
     if len(chunks) != ndim:

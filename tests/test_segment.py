@@ -402,6 +402,34 @@ def test_image_read_once_for_the_threshold_and_seeds_where_it_fits(tmp_path, mon
     assert counts[False] == 2 * 6 + probes
 
 
+def test_a_3d_watershed_grows_its_blocks_from_small_storage_chunks(tmp_path):
+    """Without ``chunks``, a 3D watershed run processes (and writes) blocks grown from the
+    storage chunks while the image keeps 8 of them (chunkseg.run.auto_blocks): the labels
+    are those of the storage chunks; a 2D run, a label run and given chunks keep theirs."""
+    import zarr
+
+    from chunkseg.run import auto_blocks, run_segment
+
+    assert auto_blocks((512,) * 3, (128,) * 3) == (256,) * 3
+    assert auto_blocks((256,) * 3, (128,) * 3) == (128,) * 3  # 8 blocks already
+    assert auto_blocks((200, 2048, 2048), (16, 512, 512)) == (64, 512, 512)
+    assert auto_blocks((100, 4096, 4096), (1, 1024, 1024)) == (16, 1024, 1024)  # 256^3 voxels
+    image = synthetic_nuclei((48, 64, 64), seed=4, radius=(4.0, 7.0))
+    src = tmp_path / "stack.zarr"
+    zarr.create_array(str(src), data=image, chunks=(12, 16, 16))
+    want = np.asarray(chunkseg.segment(da.from_array(image, chunks=(12, 16, 16)),
+                                       min_distance=3))
+    report = run_segment(src, tmp_path / "auto.zarr", min_distance=3, report=False)
+    assert report.chunks == (24, 32, 32) and report.params["chunks"] == [24, 32, 32]
+    out = zarr.open_array(str(tmp_path / "auto.zarr" / "0"), mode="r")
+    assert out.chunks == (24, 32, 32)
+    np.testing.assert_array_equal(out[:], want)
+    given = run_segment(src, tmp_path / "given.zarr", min_distance=3, chunks=(12, 16, 16),
+                        report=False)
+    label = run_segment(src, tmp_path / "label.zarr", method="label", report=False)
+    assert given.chunks == label.chunks == (12, 16, 16)
+
+
 def test_spacing_auto_segments_in_the_images_physical_distances(tmp_path, capsys):
     """``spacing="auto"`` (``--spacing auto``) takes an anisotropic OME-TIFF's physical
     sizes: the labels of ``sampling=(2, 0.5, 0.5)``, recorded in the report. Without it
