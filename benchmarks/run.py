@@ -210,6 +210,39 @@ def case_dense3d(quick, repeat):
             _row(label, "scikit-image (whole image)", sk, sk, px, "reference")]
 
 
+def _dense_stack(n):
+    """The dense stack of :func:`case_dense3d` at n^3 in 128^3 chunks, written once."""
+    from chunkseg.datasets import write_synthetic_nuclei
+
+    path = OUT / f"dense_{n}.zarr"
+    if not (path / "zarr.json").exists():
+        print(f"  generating the dense stack {n}^3 chunk by chunk ...", flush=True)
+        write_synthetic_nuclei(path, (n, n, n), chunks=(128, 128, 128), seed=0,
+                               radius=(5.0, 10.0), density=0.25, noise=8.0)
+    return path
+
+
+def case_dense1024(quick, repeat):
+    """The dense stack at 1024^3 (1.07 Gvox; quick: 512^3) out of core, one run, beside
+    512^3 (quick: 256^3) in the same run: the throughput of the large stack against the
+    small one's (target: at least 90 %) and the peak memory of all processes (target:
+    under 4 GB). Not in --quick's default set of sizes: the stack takes minutes to write."""
+    big, small = (512, 256) if quick else (1024, 512)
+    rows = []
+    runs = {}
+    for n in (small, big):
+        path = _dense_stack(n)
+        runs[n] = _median_run(["chunkseg_segment", path, OUT / f"dense_{n}_cs.zarr", 5,
+                               "processes", 2], 1 if n == big else repeat)
+    for n in (small, big):
+        r, px = runs[n], float(n ** 3)
+        share = (px / r["wall_s"]) / (float(small ** 3) / runs[small]["wall_s"])
+        rows.append(_row(f"watershed {n}^3 dense uint8", "chunkseg (2 worker processes)", r,
+                         runs[small], px, f"{100 * share:.0f}% of the {small}^3 throughput, "
+                         f"{r['result']['objects']} objects"))
+    return rows
+
+
 def case_dense512(quick, repeat):
     """The dense stack at 512^3 (quick: 256^3), chunkseg with 2 worker processes end to end,
     against one single-threaded ``edt`` pass over the whole mask timed in the same run
@@ -219,14 +252,8 @@ def case_dense512(quick, repeat):
     run after an install does; it is reported beside the median of the warm runs."""
     import tempfile
 
-    from chunkseg.datasets import write_synthetic_nuclei
-
     n = 256 if quick else 512
-    path = OUT / f"dense_{n}.zarr"
-    if not (path / "zarr.json").exists():
-        print(f"  generating the dense stack {n}^3 chunk by chunk ...", flush=True)
-        write_synthetic_nuclei(path, (n, n, n), chunks=(128, 128, 128), seed=0,
-                               radius=(5.0, 10.0), density=0.25, noise=8.0)
+    path = _dense_stack(n)
     out = OUT / f"dense_{n}_cs.zarr"
     args = ["chunkseg_segment", path, out, 5, "processes", 2]
     with tempfile.TemporaryDirectory() as cache:
@@ -608,6 +635,7 @@ def case_channels(quick, repeat):
 
 CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": case_segment3d,
          "dense3d": case_dense3d, "dense512": case_dense512,
+         "dense1024": case_dense1024,
          "mosaic": case_mosaic, "label2d": case_label2d, "label3d": case_label3d,
          "scaling": case_scaling, "scaling_ooc": case_scaling_ooc, "graph": case_graph,
          "outofcore": case_outofcore, "object_storage": case_object_storage,
