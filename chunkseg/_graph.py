@@ -12,6 +12,7 @@ import bisect
 import dataclasses
 import functools
 import itertools
+import sys
 from collections.abc import Callable, Sequence
 
 import dask.array as da
@@ -45,6 +46,32 @@ def tree(graph: Graph, kind: str, leaves: Sequence, merge: Callable, *, split_ev
                   for i, s in enumerate(range(0, max(len(leaves), 1), split_every))]
         func, literals, level = merge, {}, level + 1
     return leaves[0]
+
+
+def optimized(x: da.Array) -> da.Array:
+    """``dask.optimize(x)`` that keeps what ``x`` holds on a cluster.
+
+    Optimising culls and fuses ``x``'s graph, and drops the ``distributed``
+    futures in it (a threshold persisted while it is still being computed):
+    the client then releases them, and the fused tasks that wait on them fail
+    with lost dependencies. They are put back, as a layer of their own that
+    ``x``'s layer depends on.
+    """
+    import dask
+    from dask.highlevelgraph import HighLevelGraph
+
+    (y,) = dask.optimize(x)
+    distributed = sys.modules.get("distributed")  # no futures without it
+    if distributed is None:
+        return y
+    held = {k: v for k, v in x.__dask_graph__().items() if isinstance(v, distributed.Future)}
+    kept = y.__dask_graph__()
+    held = {k: v for k, v in held.items() if k not in kept}
+    if not held:
+        return y
+    layer = f"held-{y.name}"
+    graph = HighLevelGraph({y.name: dict(kept), layer: held}, {y.name: {layer}, layer: set()})
+    return da.Array(graph, y.name, y.chunks, meta=y._meta)
 
 
 def distinct(x: da.Array):

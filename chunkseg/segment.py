@@ -336,7 +336,7 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
     # fused read + threshold: one task per chunk instead of two (this graph is
     # computed as Delayed objects, which dask does not optimise as arrays)
     mask_name = mask.name
-    (mask,) = dask.optimize(mask)
+    mask = _graph.optimized(mask)
 
     nblocks = mask.numblocks
     all_indices = list(np.ndindex(*nblocks))
@@ -480,7 +480,7 @@ def watershed(mask, seeds: Seeds, *, sampling=None, halo="auto", min_distance: i
         source = seeds.held.source(mask.chunks)
         graph = _graph.Graph("watershed", seeds.held.collection)
     else:
-        (mask,) = dask.optimize(mask)  # read and threshold in one task per chunk
+        mask = _graph.optimized(mask)  # read and threshold in one task per chunk
         source = _graph.Source.of(mask)
         graph = _graph.Graph("watershed", mask)
 

@@ -88,6 +88,28 @@ def test_run_segment_processes_equals_threads(tmp_path):
                                   chunkseg.open_labels(tmp_path / "b.zarr").compute())
 
 
+def test_a_run_whose_distances_are_not_kept_finds_its_threshold_on_the_cluster(
+        tmp_path, client, monkeypatch):
+    """Past the distances budget (a small memory limit, a large image) each pass reads
+    and thresholds its chunks again, with the threshold still being computed on the
+    cluster: optimising that mask used to drop the threshold's future, and the run
+    failed with lost dependencies."""
+    import importlib
+
+    import zarr
+
+    module = importlib.import_module("chunkseg.segment")  # the package's `segment` is the function
+    image = synthetic_nuclei((300, 320), seed=9)
+    zarr.create_array(str(tmp_path / "in.zarr"), data=image, chunks=(100, 110))
+    a = run_segment(tmp_path / "in.zarr", tmp_path / "a.zarr", min_distance=6)
+    monkeypatch.setattr(module, "distances_budget", lambda: 1)
+    b = run_segment(tmp_path / "in.zarr", tmp_path / "b.zarr", min_distance=6,
+                    scheduler=client.scheduler.address)
+    assert a.objects == b.objects > 50
+    np.testing.assert_array_equal(chunkseg.open_labels(tmp_path / "a.zarr").compute(),
+                                  chunkseg.open_labels(tmp_path / "b.zarr").compute())
+
+
 @pytest.fixture(scope="module")
 def remote_scheduler(tmp_path_factory):
     """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
