@@ -297,8 +297,9 @@ def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=Non
         chunks whose distances or candidates it cannot prove; an int is used
         as is, and a chunk it cannot prove is an error naming the chunk.
     keep_distances : "auto" or bool
-        Keep the distance levels of pass 1 in memory (2 bytes a pixel while
-        distances stay below 256 px, else 4; 8 with anisotropic ``sampling``)
+        Keep the distance levels of pass 1 in memory (1 byte a pixel while
+        distances stay below 16 px, 2 below 256 px, else 4; 8 with anisotropic
+        ``sampling``; each chunk in the smallest of these for its own levels)
         so that :func:`watershed` does not compute the distance transform
         again. ``"auto"`` keeps them when their upper bound
         (:func:`distances_bytes`) fits :func:`distances_budget` (a quarter of the

@@ -101,6 +101,29 @@ def test_kept_levels_are_the_whole_image_distance(sampling):
     np.testing.assert_array_equal(distance, expected)
 
 
+@pytest.mark.parametrize("radius, dtype", [(12, np.uint8), (40, np.uint16)])
+def test_kept_levels_take_the_fewest_bytes_that_hold_them(radius, dtype):
+    """Distances below 16 px (most nuclei) are kept as one byte a pixel, below 256 px as
+    two; the watershed on them equals the one that computes the distances again."""
+    rng = np.random.default_rng(radius)
+    yy, xx = np.mgrid[:300, :340]
+    image = np.zeros((300, 340), np.uint8)
+    for cy, cx in rng.integers(radius, (300 - radius, 340 - radius), size=(6, 2)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2] = 200
+    mask, _ = chunkseg.foreground(da.from_array(image, chunks=70), 100)
+    kept = chunkseg.find_seeds(mask, min_distance=5, keep_distances=True)
+    assert (kept.max_distance < 16) == (dtype == np.uint8) and kept.max_distance < 256
+    assert kept.held.dtype == dtype
+    levels = kept.distances.compute()
+    np.testing.assert_array_equal(np.sqrt(levels.astype(np.float64)),
+                                  ndi.distance_transform_edt(image > 100))
+    a = chunkseg.watershed(mask, kept, min_distance=5).compute()
+    b = chunkseg.watershed(mask, chunkseg.find_seeds(mask, min_distance=5, keep_distances=False),
+                           min_distance=5).compute()
+    np.testing.assert_array_equal(a, b)
+    assert a.max() == kept.count >= 3
+
+
 def test_kept_levels_beyond_uint16_distances():
     """Distances over 256 px: levels no longer fit uint16 (halos move as float32);
     kept or recomputed, the labels are the same."""
