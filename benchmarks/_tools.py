@@ -63,13 +63,15 @@ def _whole_image_pipeline(image, out, min_distance, t0):
     return {"objects": int(len(flat)), "compute_s": elapsed}
 
 
-def chunkseg_segment(path, out, min_distance, scheduler_spec, workers):
-    """What ``chunkseg segment`` runs (start-up and cluster start included in wall time)."""
+def chunkseg_segment(path, out, min_distance, scheduler_spec, workers, memory_limit="auto"):
+    """What ``chunkseg segment`` runs (start-up and cluster start included in wall time);
+    ``memory_limit``: each worker's (``--memory-limit``)."""
     from chunkseg.run import run_segment
 
     t0 = time.perf_counter()
     report = run_segment(path, out, min_distance=int(min_distance), overwrite=True,
-                         scheduler=scheduler_spec, workers=int(workers))
+                         scheduler=scheduler_spec, workers=int(workers),
+                         memory_limit=memory_limit)
     return {"compute_s": time.perf_counter() - t0, "objects": report.objects}
 
 

@@ -207,7 +207,8 @@ def _add_run_options(p, *, report: str) -> None:
     p.add_argument("--threads-per-worker", type=int, default=1,
                    help="threads of each worker process (--scheduler processes; default 1)")
     p.add_argument("--memory-limit", default="auto",
-                   help="memory limit of each worker process, e.g. 4GB (default auto: the machine shared equally)")
+                   help="memory limit of each worker process, e.g. 4GB (default auto: the machine shared "
+                        "equally; with a limit the workers start as fresh interpreters, 1 s)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     p.add_argument("--report", default=None, metavar="REPORT.json",

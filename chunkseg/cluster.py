@@ -130,6 +130,12 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
     (``start_method="fork"``): they start in 0.1 s with chunkseg already
     imported, instead of 1 s for a fresh interpreter (``"spawn"``, dask's
     default, which ``start_method`` or ``CHUNKSEG_START_METHOD`` can choose).
+    A ``memory_limit`` other than "auto" starts them fresh: a forked worker's
+    resident memory counts the pages it shares with this process, which
+    distributed charges to its limit; under a tight one that killed workers
+    mid-run, and a worker forked again from this many-threaded process to
+    replace one left the cluster waiting for ever (1024^3 at 1.75 GB a worker:
+    hung after a worker restart with fork, 118 s in 2.74 GB with spawn).
     While it runs, this process's heap is frozen (``gc.freeze``) and the
     cluster checks its event loops every 100 ms instead of distributed's 20:
     less of the two cores goes to housekeeping. Its workers log neither a
@@ -152,8 +158,9 @@ def scheduler(spec: str = "threads", *, workers: int | None = None, threads_per_
 
     if spec == "processes":
         n = workers or os.cpu_count() or 1
+        forks = memory_limit == "auto" and "fork" in multiprocessing.get_all_start_methods()
         method = start_method or os.environ.get("CHUNKSEG_START_METHOD") or (
-            "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+            "fork" if forks else "spawn")
         if memory_limit == "auto":
             # the machine (or its container limit) shared by this run's workers;
             # distributed's own "auto" gives a worker only its share of the cores'

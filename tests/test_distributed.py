@@ -238,6 +238,22 @@ def test_local_workers_share_the_machine_memory(workers):
     assert limits == [MEMORY_LIMIT // workers] * workers
 
 
+def test_local_workers_under_a_memory_limit_start_fresh():
+    """With a memory limit the workers are fresh interpreters, not forks of this process:
+    a forked worker's resident memory counts the pages it shares with this one, which
+    distributed charges to its limit (1024^3 at 1.75 GB a worker: workers killed, and
+    the cluster hung once one was forked again to replace them)."""
+    import gc
+
+    from chunkseg.cluster import scheduler
+
+    with scheduler("processes", workers=1, memory_limit="1.5GB") as client:
+        assert gc.get_freeze_count() > 0  # this process froze its heap; a fork would inherit it
+        assert list(client.run(gc.get_freeze_count).values()) == [0]
+        limits = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]
+    assert limits == [1_500_000_000]
+
+
 def test_local_cluster_heap_frozen_and_health_check_every_100ms():
     """gc.freeze before the workers fork, unfrozen after; a caller's own freeze is kept.
     The event-loop health check runs every 100 ms (not 20) in the scheduler and the
