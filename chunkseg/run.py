@@ -226,9 +226,11 @@ class Plan:
 
 
 def make_plan(image, *, method, halo, min_distance, footprint, sampling, scheduler, workers,
-              threads_per_worker, output, series: int = 1) -> Plan:
+              threads_per_worker, output, series: int = 1, memory_limit="auto") -> Plan:
     """Shapes, chunks, halo, task count and memory per worker of a run, computing nothing.
-    ``series``: ``image`` is one of that many time points, each segmented alike."""
+    ``series``: ``image`` is one of that many time points, each segmented alike.
+    ``memory_limit``: each local worker's; the distances are kept when they fit a quarter
+    of the workers' limits together (:func:`chunkseg.segment.distances_budget`)."""
     import os
 
     chunks = tuple(max(c) for c in image.chunks)
@@ -270,11 +272,17 @@ def make_plan(image, *, method, halo, min_distance, footprint, sampling, schedul
         threads, nproc = threads_per_worker, nworkers
     # pass 1's distances stay in the workers for pass 2 when they fit (find_seeds)
     whole = ((series,) if series > 1 else ()) + tuple(image.shape)
-    kept = method == "watershed" and keeps_distances(whole, sampling)
+    budget = None
+    if scheduler == "processes" and memory_limit not in ("auto", None):
+        from distributed.worker_memory import parse_memory_limit  # as the workers read it
+
+        limit = parse_memory_limit(memory_limit, threads, logger=log)
+        budget = None if limit is None else limit * nproc // 4
+    kept = method == "watershed" and keeps_distances(whole, sampling, budget)
     memory = _WORKER_BASE + threads * per_thread + \
         (distances_bytes(whole, sampling) / nproc if kept else 0)
     if method == "watershed" and series == 1 and kept and keeps_image(
-            image, distances_bytes(whole, sampling)):
+            image, distances_bytes(whole, sampling), budget):
         # the image kept from the threshold to the seeds (segment.keeps_image): its
         # reads run once, in a computation of their own
         tasks += input_tasks
@@ -570,7 +578,7 @@ def _plan(job: _Job) -> Plan:
                      min_distance=o.min_distance, footprint=o.footprint, sampling=job.sampling,
                      scheduler=o.scheduler, workers=o.workers,
                      threads_per_worker=o.threads_per_worker, output=job.output,
-                     series=len(job.times) if series else 1)
+                     series=len(job.times) if series else 1, memory_limit=o.memory_limit)
 
 
 def plan_segment(input, output=None, options: SegmentOptions | None = None, **kwargs) -> Plan:

@@ -266,15 +266,18 @@ def distances_bytes(shape, sampling=None) -> float:
     return float(np.prod(shape, dtype=np.float64)) * (4 if sampling is None else 8)
 
 
-def keeps_image(x: da.Array, also: float = 0) -> bool:
+def keeps_image(x: da.Array, also: float = 0, budget: float | None = None) -> bool:
     """Whether the prepared image ``x`` and ``also`` bytes fit :func:`distances_budget`
-    (and ``x`` is not in memory already: a numpy array in one chunk)."""
-    return x.npartitions > 1 and x.nbytes + also <= distances_budget()
+    (or ``budget``; and ``x`` is not in memory already: a numpy array in one chunk)."""
+    budget = distances_budget() if budget is None else budget
+    return x.npartitions > 1 and x.nbytes + also <= budget
 
 
-def keeps_distances(shape, sampling=None) -> bool:
-    """``keep_distances="auto"``: keep pass 1's levels when they fit :func:`distances_budget`."""
-    return distances_bytes(shape, sampling) <= distances_budget()
+def keeps_distances(shape, sampling=None, budget: float | None = None) -> bool:
+    """``keep_distances="auto"``: keep pass 1's levels when they fit :func:`distances_budget`
+    (or ``budget``: the plan's, before the workers exist)."""
+    budget = distances_budget() if budget is None else budget
+    return distances_bytes(shape, sampling) <= budget
 
 
 def find_seeds(mask, *, min_distance: int = 10, footprint: int = 3, sampling=None,

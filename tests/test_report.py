@@ -57,6 +57,21 @@ def test_plan_counts_face_tasks_for_every_chunk_without_placement(tmp_path, nucl
         assert abs(r.plan.tasks - r.tasks) <= 0.25 * r.tasks, (r.plan.tasks, r.tasks)
 
 
+def test_the_plan_keeps_distances_by_the_workers_memory_limit(tmp_path, nuclei):
+    """Before the workers exist the plan counts a quarter of their limits together, as the
+    run does once they do: 512^2 (1 MB of levels counted) kept with 4 MB a worker, not
+    with 1 MB; the threaded scheduler has no worker limit."""
+    from chunkseg.run import plan_segment
+
+    out = tmp_path / "out.zarr"
+    assert plan_segment(nuclei, out, scheduler="processes", workers=2).kept_distances
+    assert plan_segment(nuclei, out, scheduler="processes", workers=2,
+                        memory_limit="4MB").kept_distances
+    small = plan_segment(nuclei, out, scheduler="processes", workers=2, memory_limit="1MB")
+    assert not small.kept_distances
+    assert plan_segment(nuclei, out, scheduler="threads", memory_limit="1MB").kept_distances
+
+
 def test_distances_kept_or_recomputed_by_memory_budget(tmp_path, nuclei, monkeypatch):
     """A run keeps pass 1's distances when they fit the budget, else recomputes them:
     the plan and the report say which, and the labels are the same."""
