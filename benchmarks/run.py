@@ -369,6 +369,21 @@ def case_scaling(quick, repeat):
     return rows
 
 
+def case_scaling3d(quick, repeat):
+    """One versus two worker processes on the dense stack at 512^3 (quick: 256^3), in 256^3
+    blocks, alternating pairs (issue 22: >= 1.8x at 512^3)."""
+    n = 256 if quick else 512
+    path = _dense_stack(n)
+    one, two = _alternating_runs(
+        ["chunkseg_segment", path, OUT / "sc3d1.zarr", 5, "processes", 1],
+        ["chunkseg_segment", path, OUT / "sc3d2.zarr", 5, "processes", 2], repeat)
+    label, px = f"scaling watershed {n}^3 dense", float(n ** 3)
+    return [_row(label, "chunkseg (1 worker process)", one, one, px, "reference: 1 process"),
+            _row(label, "chunkseg (2 worker processes)", two, one, px,
+                 f"{one['wall_s'] / two['wall_s']:.2f}x the 1-process speed (runs "
+                 f"{', '.join(f'{a:.1f}/{b:.1f}' for a, b in zip(one['runs'], two['runs']))} s)")]
+
+
 def case_scaling_ooc(quick, repeat):
     """One versus two worker processes at 65536^2 (out of core): one alternating pair,
     about 16 minutes; not in --quick."""
@@ -645,7 +660,7 @@ CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": 
          "dense3d": case_dense3d, "dense512": case_dense512,
          "dense1024": case_dense1024,
          "mosaic": case_mosaic, "label2d": case_label2d, "label3d": case_label3d,
-         "scaling": case_scaling, "scaling_ooc": case_scaling_ooc, "graph": case_graph,
+         "scaling": case_scaling, "scaling3d": case_scaling3d, "scaling_ooc": case_scaling_ooc, "graph": case_graph,
          "outofcore": case_outofcore, "object_storage": case_object_storage,
          "cells": case_cells, "brightfield": case_brightfield, "tissue": case_tissue,
          "series": case_series, "channels": case_channels}
