@@ -101,18 +101,11 @@ def test_kept_levels_are_the_whole_image_distance(sampling):
     np.testing.assert_array_equal(distance, expected)
 
 
-@pytest.mark.parametrize("radius, dtype", [(12, np.uint8), (40, np.uint16)])
-def test_kept_levels_take_the_fewest_bytes_that_hold_them(radius, dtype):
-    """Distances below 16 px (most nuclei) are kept as one byte a pixel, below 256 px as
-    two; the watershed on them equals the one that computes the distances again."""
-    rng = np.random.default_rng(radius)
-    yy, xx = np.mgrid[:300, :340]
-    image = np.zeros((300, 340), np.uint8)
-    for cy, cx in rng.integers(radius, (300 - radius, 340 - radius), size=(6, 2)):
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2] = 200
-    mask, _ = chunkseg.foreground(da.from_array(image, chunks=70), 100)
+def _kept_levels_are_exact(image, dtype):
+    """Seeds that keep the levels of ``image > 100`` in ``dtype``: the levels are the
+    squared distances, and the watershed on them equals the one that recomputes them."""
+    mask, _ = chunkseg.foreground(da.from_array(image, chunks=128), 100)
     kept = chunkseg.find_seeds(mask, min_distance=5, keep_distances=True)
-    assert (kept.max_distance < 16) == (dtype == np.uint8) and kept.max_distance < 256
     assert kept.held.dtype == dtype
     levels = kept.distances.compute()
     np.testing.assert_array_equal(np.sqrt(levels.astype(np.float64)),
@@ -122,6 +115,20 @@ def test_kept_levels_take_the_fewest_bytes_that_hold_them(radius, dtype):
                            min_distance=5).compute()
     np.testing.assert_array_equal(a, b)
     assert a.max() == kept.count >= 3
+    return kept
+
+
+@pytest.mark.parametrize("radius, dtype", [(12, np.uint8), (40, np.uint16)])
+def test_kept_levels_take_the_fewest_bytes_that_hold_them(radius, dtype):
+    """Distances below 16 px (most nuclei) are kept as one byte a pixel, below 256 px as
+    two."""
+    rng = np.random.default_rng(radius)
+    yy, xx = np.mgrid[:300, :340]
+    image = np.zeros((300, 340), np.uint8)
+    for cy, cx in rng.integers(radius, (300 - radius, 340 - radius), size=(6, 2)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2] = 200
+    kept = _kept_levels_are_exact(image, dtype)
+    assert (kept.max_distance < 16) == (dtype == np.uint8) and kept.max_distance < 256
 
 
 def test_kept_levels_beyond_uint16_distances():
@@ -131,18 +138,7 @@ def test_kept_levels_beyond_uint16_distances():
     image = ((yy - 350) ** 2 + (xx - 380) ** 2 < 290**2).astype(np.uint8) * 200
     image[5:25, 5:40] = 200  # and two small objects
     image[680:695, 700:750] = 200
-    x = da.from_array(image, chunks=128)
-    mask, _ = chunkseg.foreground(x, 100)
-    kept = chunkseg.find_seeds(mask, min_distance=5, keep_distances=True)
-    assert kept.max_distance > 256
-    levels = kept.distances.compute()
-    np.testing.assert_array_equal(np.sqrt(levels.astype(np.float64)),
-                                  ndi.distance_transform_edt(image > 100))
-    a = chunkseg.watershed(mask, kept, min_distance=5).compute()
-    b = chunkseg.watershed(mask, chunkseg.find_seeds(mask, min_distance=5, keep_distances=False),
-                           min_distance=5).compute()
-    np.testing.assert_array_equal(a, b)
-    assert a.max() == kept.count >= 3
+    assert _kept_levels_are_exact(image, np.float32).max_distance > 256
 
 
 def test_kept_levels_follow_the_memory_budget_and_the_mask(monkeypatch):
