@@ -122,8 +122,11 @@ _PROVEN_AT: dict = {}
 def _watershed_task(block, *, start, core, halos, image_shape, connectivity, dtype, masked,
                     block_index, run):
     def attempt(window, *, start, core, halo):
-        return _ws.flood_markers_block(window["e"], window["m"], window["k"] if masked else None,
-                                       start=start, image_shape=image_shape, core=core,
+        # each field copied out whole first: the kernel on the packed fields' strided,
+        # unaligned views took 2.3x as long (1088^2: 86 -> 37 ms)
+        fields = [np.ascontiguousarray(window[f]) for f in ("e", "m", "k")[:2 + masked]]
+        return _ws.flood_markers_block(*fields, *([None] * (not masked)), start=start,
+                                       image_shape=image_shape, core=core,
                                        connectivity=connectivity, dtype=dtype)
 
     first = _PROVEN_AT.get(run, halos[0])
