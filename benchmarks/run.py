@@ -660,7 +660,8 @@ CASES = {"threshold": case_threshold, "segment2d": case_segment2d, "segment3d": 
          "dense3d": case_dense3d, "dense512": case_dense512,
          "dense1024": case_dense1024,
          "mosaic": case_mosaic, "label2d": case_label2d, "label3d": case_label3d,
-         "scaling": case_scaling, "scaling3d": case_scaling3d, "scaling_ooc": case_scaling_ooc, "graph": case_graph,
+         "scaling": case_scaling, "scaling3d": case_scaling3d, "scaling_ooc": case_scaling_ooc,
+         "graph": case_graph,
          "outofcore": case_outofcore, "object_storage": case_object_storage,
          "cells": case_cells, "brightfield": case_brightfield, "tissue": case_tissue,
          "series": case_series, "channels": case_channels}

@@ -64,9 +64,9 @@ def optimized(x: da.Array) -> da.Array:
     distributed = sys.modules.get("distributed")  # no futures without it
     if distributed is None:
         return y
-    held = {k: v for k, v in x.__dask_graph__().items() if isinstance(v, distributed.Future)}
     kept = y.__dask_graph__()
-    held = {k: v for k, v in held.items() if k not in kept}
+    held = {k: v for k, v in x.__dask_graph__().items()
+            if isinstance(v, distributed.Future) and k not in kept}
     if not held:
         return y
     layer = f"held-{y.name}"
@@ -392,13 +392,17 @@ def _faces(block, *, width, item=None, dtype=None) -> dict:
         hi = [slice(None)] * block.ndim
         lo[axis] = slice(0, w)
         hi[axis] = slice(n - w, n)
-        if block.dtype.names and dtype in (None, block.dtype):  # structured: opaque items
-            out[(axis, 0)] = np.ascontiguousarray(_bytes(block)[tuple(lo)]).view(block.dtype)
-            out[(axis, 1)] = np.ascontiguousarray(_bytes(block)[tuple(hi)]).view(block.dtype)
-            continue
-        out[(axis, 0)] = np.ascontiguousarray(block[tuple(lo)], dtype=dtype)
-        out[(axis, 1)] = np.ascontiguousarray(block[tuple(hi)], dtype=dtype)
+        out[(axis, 0)] = _contiguous(block[tuple(lo)], dtype)
+        out[(axis, 1)] = _contiguous(block[tuple(hi)], dtype)
     return out
+
+
+def _contiguous(a: np.ndarray, dtype=None) -> np.ndarray:
+    """A contiguous copy of ``a`` as ``dtype``; a structured one kept as it is is copied as
+    opaque items (:func:`_bytes`)."""
+    if a.dtype.names and dtype in (None, a.dtype):
+        return np.ascontiguousarray(_bytes(a)).view(a.dtype)
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
 def _face_source(src, shape, width):
